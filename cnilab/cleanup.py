@@ -1,0 +1,99 @@
+"""Find and remove what any lab run left behind.
+
+Leftovers are recognised by the lab's name pattern (``cl`` + 4 base-36
+characters + ``-``): network namespaces under /run/netns, links in the root
+namespace (the lab never makes any there, so one found is a bug's leftover),
+and processes still running inside a lab namespace. Nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+
+from pyroute2 import IPRoute, netns as pyr_netns
+
+from .names import PREFIX_RE
+from .nsexec import NETNS_RUN_DIR
+
+
+@dataclass
+class Leftovers:
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    processes: list[tuple[int, str]] = field(default_factory=list)  # (pid, namespace)
+
+    def __bool__(self) -> bool:
+        return bool(self.namespaces or self.links or self.processes)
+
+    def describe(self) -> str:
+        parts = [f"netns {n}" for n in self.namespaces]
+        parts += [f"link {n} (root namespace)" for n in self.links]
+        parts += [f"process {pid} in {ns}" for pid, ns in self.processes]
+        return ", ".join(parts) or "nothing"
+
+
+def find(prefixes: set[str] | None = None) -> Leftovers:
+    """Lab objects present now; only those of ``prefixes`` when given."""
+
+    def ours(name: str) -> bool:
+        return bool(PREFIX_RE.match(name)) and (prefixes is None or any(name.startswith(p) for p in prefixes))
+
+    found = Leftovers()
+    try:
+        found.namespaces = sorted(n for n in os.listdir(NETNS_RUN_DIR) if ours(n))
+    except FileNotFoundError:
+        pass
+    with IPRoute() as ipr:
+        found.links = sorted(n for n in (m.get("IFLA_IFNAME") for m in ipr.get_links()) if ours(n))
+    inodes = {}
+    for name in found.namespaces:
+        try:
+            inodes[os.stat(f"{NETNS_RUN_DIR}/{name}").st_ino] = name
+        except FileNotFoundError:
+            pass
+    if inodes:
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+            if pid == os.getpid():
+                continue
+            try:
+                ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            if ino in inodes:
+                found.processes.append((pid, inodes[ino]))
+    return found
+
+
+def remove(found: Leftovers) -> Leftovers:
+    """Remove ``found`` (processes first: they pin their namespace); return what was removed."""
+    removed = Leftovers()
+    for pid, ns in found.processes:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            removed.processes.append((pid, ns))
+        except ProcessLookupError:
+            pass
+    if found.links:
+        with IPRoute() as ipr:
+            for name in found.links:
+                idx = ipr.link_lookup(ifname=name)
+                if idx:
+                    try:
+                        ipr.link("del", index=idx[0])
+                        removed.links.append(name)
+                    except Exception:  # noqa: BLE001 -- deleting a veth end removes its peer
+                        pass
+    for name in found.namespaces:
+        try:
+            pyr_netns.remove(name)
+            removed.namespaces.append(name)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def cleanup(prefixes: set[str] | None = None) -> Leftovers:
+    """Remove every leftover lab object (of ``prefixes`` if given); idempotent."""
+    return remove(find(prefixes))

@@ -1,0 +1,168 @@
+"""The ``Lab``: one run of the lab, owner of everything it creates.
+
+A lab has a short unique prefix that starts the name of every object it
+makes, and a registry of those objects. Teardown undoes the registry in
+reverse order of creation -- on success, on failure, on Ctrl-C (Python's
+KeyboardInterrupt) and on SIGTERM/SIGHUP (turned into KeyboardInterrupt while
+a lab is open) -- and at interpreter exit as a last resort.
+
+Use it as a context manager::
+
+    with Lab() as lab:
+        host, pod = lab.netns("host"), lab.netns("pod")
+        ...
+
+or from the ``lab`` pytest fixture, which does the same per test.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+import weakref
+from typing import Any, Callable, Iterator
+
+from .errors import LabError
+from .names import check_nsname, new_prefix
+from .step import Step, is_gone
+
+Narrator = Callable[[Step], None]
+
+_open_labs: "weakref.WeakSet[Lab]" = weakref.WeakSet()
+#: Every prefix used by this process: the leak guard checks them at exit.
+used_prefixes: set[str] = set()
+
+
+class Lab:
+    """One run: a prefix, a registry, and teardown.
+
+    Args:
+        prefix: force a prefix (tests of the library); default: a fresh one.
+        keep: leave everything up at teardown (``--keep``); ``cnilab cleanup`` removes it later.
+        narrator: called with every ``Step`` before it runs (demo mode, transcripts).
+    """
+
+    def __init__(self, *, prefix: str | None = None, keep: bool = False, narrator: Narrator | None = None):
+        self.prefix = prefix or new_prefix(_taken_names())
+        self.keep = keep
+        self.narrator = narrator
+        self.registry: list[Step] = []
+        self.transcript: list[str] = []
+        self.namespaces: dict[str, "Namespace"] = {}
+        self._closed = False
+        used_prefixes.add(self.prefix)
+        _open_labs.add(self)
+
+    # -- naming ---------------------------------------------------------------
+    def name(self, short: str) -> str:
+        """The full name of a lab object: the run prefix + ``short``."""
+        return short if short.startswith(self.prefix) else self.prefix + short
+
+    # -- the registry ---------------------------------------------------------
+    def apply(self, step: Step) -> Any:
+        """Narrate, run and register ``step``; return what it returned."""
+        if self._closed:
+            raise LabError(f"Lab {self.prefix} is already torn down: create a new Lab for more work.")
+        if self.narrator:
+            self.narrator(step)
+        self.transcript.append(step.command)
+        result = step.do()
+        step.done = True
+        self.registry.append(step)
+        return result
+
+    def defer(self, command: str, undo: Callable[[], None], note: str = "") -> None:
+        """Register a cleanup for something created outside ``apply`` (a process, a thread)."""
+        self.registry.append(Step(command=command, do=lambda: None, undo=undo, undo_command=command, note=note, done=True))
+
+    def teardown(self) -> None:
+        """Undo every registered step, newest first; tolerate objects already gone.
+
+        Every undo is attempted even if one fails; failures are reported
+        together afterwards so one stuck object does not leak the others.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        _open_labs.discard(self)
+        if self.keep:
+            return
+        failures: list[str] = []
+        while self.registry:
+            step = self.registry.pop()
+            if step.undo is None:
+                continue
+            try:
+                step.undo()
+            except Exception as exc:  # noqa: BLE001 -- collected and reported below
+                if not is_gone(exc):
+                    failures.append(f"{step.undo_command or step.command}: {exc}")
+        for ns in self.namespaces.values():
+            ns.close()
+        if failures:
+            raise LabError(f"Teardown of lab {self.prefix} could not undo: {'; '.join(failures)}; run `cnilab cleanup`.")
+
+    # -- objects --------------------------------------------------------------
+    def netns(self, short: str) -> "Namespace":
+        """Create network namespace ``<prefix><short>`` (``ip netns add``)."""
+        from .netns import Namespace
+
+        name = check_nsname(self.name(short))
+        if name in self.namespaces:
+            raise LabError(f"Namespace {name} already exists in this lab: give the second one another name.")
+        ns = Namespace(self, name)
+        ns.create()
+        self.namespaces[name] = ns
+        return ns
+
+    def enter_hints(self) -> list[str]:
+        """How to step into each namespace of this lab from a shell."""
+        return [f"ip netns exec {name} bash" for name in self.namespaces]
+
+    def __iter__(self) -> Iterator["Namespace"]:
+        return iter(self.namespaces.values())
+
+    # -- context manager ------------------------------------------------------
+    def __enter__(self) -> "Lab":
+        _install_signal_handlers()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.teardown()
+
+    def __repr__(self) -> str:
+        return f"Lab({self.prefix!r}, {len(self.namespaces)} namespaces)"
+
+
+def _taken_names() -> set[str]:
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _install_signal_handlers() -> None:
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so ``finally`` blocks and finalizers run."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _raise_interrupt)
+
+
+@atexit.register
+def _teardown_forgotten() -> None:
+    for lab in list(_open_labs):
+        try:
+            lab.teardown()
+        except LabError:
+            pass
+
+
+from .netns import Namespace  # noqa: E402  (type used in annotations; import cycle broken here)

@@ -1,0 +1,363 @@
+"""Network namespaces and the links inside them.
+
+A ``Namespace`` is a lab's stand-in for a machine (the "host", a pod, a node).
+It makes every change through ``Lab.apply`` so each one is narrated,
+recorded and undone; it reads state back over netlink (pyroute2), never by
+parsing ``ip`` output.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from pyroute2 import IPRoute, netns as pyr_netns
+from pyroute2.netlink.exceptions import NetlinkError
+
+from . import nsexec
+from .errors import LabError
+from .names import check_ifname
+from .step import Step, ip_cmd, ns_cmd, shell
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+AF_INET = 2
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+
+
+def _cidr(value: str) -> ipaddress.IPv4Interface:
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError as exc:
+        raise LabError(f"{value!r} is not an IPv4 address with prefix length ({exc}): write it like `10.0.2.1/24`.") from None
+    if "/" not in value:
+        raise LabError(f"Address {value!r} has no prefix length: write it like `{value}/24` so the kernel adds the subnet route.")
+    return iface
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """What the kernel says about one link."""
+
+    name: str
+    index: int
+    kind: str
+    up: bool            # administratively up (IFF_UP)
+    lower_up: bool      # carrier present (IFF_LOWER_UP): for a veth, its peer is up
+    operstate: str
+    mtu: int
+    mac: str
+    master: int | None  # ifindex of the bridge it is attached to
+    peer_index: int | None
+    peer_nsid: int | None
+
+
+class Link:
+    """One network interface inside a lab namespace."""
+
+    def __init__(self, ns: "Namespace", name: str):
+        self.ns = ns
+        self.name = name
+
+    # -- reading ----------------------------------------------------------------
+    @property
+    def index(self) -> int:
+        found = self.ns.ipr.link_lookup(ifname=self.name)
+        if not found:
+            raise LabError(f"There is no link {self.name} in namespace {self.ns.name}: create it first (or check the name).")
+        return found[0]
+
+    def exists(self) -> bool:
+        return bool(self.ns.ipr.link_lookup(ifname=self.name))
+
+    def state(self) -> LinkState:
+        return self.ns.link_state(self.index)
+
+    def addresses(self) -> list[str]:
+        return [f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" for a in self.ns.ipr.get_addr(family=AF_INET, index=self.index)]
+
+    # -- changing ---------------------------------------------------------------
+    def up(self) -> "Link":
+        self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "set", self.name, "up"),
+                               do=lambda: self.ns.ipr.link("set", index=self.index, state="up")))
+        return self
+
+    def down(self) -> "Link":
+        self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "set", self.name, "down"),
+                               do=lambda: self.ns.ipr.link("set", index=self.index, state="down")))
+        return self
+
+    def add_address(self, cidr: str) -> "Link":
+        iface = _cidr(cidr)
+        self.ns.lab.apply(Step(
+            ip_cmd(self.ns.name, "addr", "add", cidr, "dev", self.name),
+            do=lambda: self.ns.ipr.addr("add", index=self.index, address=str(iface.ip), prefixlen=iface.network.prefixlen),
+        ))
+        return self
+
+    def del_address(self, cidr: str) -> "Link":
+        iface = _cidr(cidr)
+        self.ns.lab.apply(Step(
+            ip_cmd(self.ns.name, "addr", "del", cidr, "dev", self.name),
+            do=lambda: self.ns.ipr.addr("del", index=self.index, address=str(iface.ip), prefixlen=iface.network.prefixlen),
+        ))
+        return self
+
+    def set_mtu(self, mtu: int) -> "Link":
+        if not 68 <= int(mtu) <= 65535:
+            raise LabError(f"MTU {mtu} is out of range: IPv4 needs 68 to 65535 bytes.")
+        self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "set", self.name, "mtu", mtu),
+                               do=lambda: self.ns.ipr.link("set", index=self.index, mtu=int(mtu))))
+        return self
+
+    def set_master(self, bridge: "Link") -> "Link":
+        """Attach this link to ``bridge`` as a port (``ip link set X master BR``)."""
+        if bridge.ns is not self.ns:
+            raise LabError(f"{self.name} is in {self.ns.name} but bridge {bridge.name} is in {bridge.ns.name}: a bridge port must live in the bridge's namespace.")
+        self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "set", self.name, "master", bridge.name),
+                               do=lambda: self.ns.ipr.link("set", index=self.index, master=bridge.index)))
+        return self
+
+    def nomaster(self) -> "Link":
+        """Detach this link from its bridge."""
+        self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "set", self.name, "nomaster"),
+                               do=lambda: self.ns.ipr.link("set", index=self.index, master=0)))
+        return self
+
+    def delete(self) -> None:
+        self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "del", self.name),
+                               do=lambda: self.ns.ipr.link("del", index=self.index)))
+
+    def __repr__(self) -> str:
+        return f"Link({self.ns.name}:{self.name})"
+
+
+class Namespace:
+    """A network namespace of a lab (``ip netns add``); its netlink handle opens lazily."""
+
+    def __init__(self, lab: "Lab", name: str):
+        self.lab = lab
+        self.name = name
+        self._ipr: IPRoute | None = None
+
+    @property
+    def short(self) -> str:
+        return self.name.removeprefix(self.lab.prefix)
+
+    @property
+    def ipr(self) -> IPRoute:
+        if self._ipr is None:
+            self._ipr = IPRoute(netns=self.name)
+        return self._ipr
+
+    def close(self) -> None:
+        """Drop the netlink handle; it pins the namespace while open."""
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
+
+    def create(self) -> None:
+        def remove() -> None:
+            self.close()
+            pyr_netns.remove(self.name)
+
+        self.lab.apply(Step(shell("ip", "netns", "add", self.name), do=lambda: pyr_netns.create(self.name),
+                            undo=remove, undo_command=shell("ip", "netns", "del", self.name)))
+
+    # -- links ------------------------------------------------------------------
+    def link(self, name: str) -> Link:
+        """The link called ``name`` (or the lab-prefixed ``name``) in this namespace."""
+        if self.ipr.link_lookup(ifname=name):
+            return Link(self, name)
+        return Link(self, self.lab.name(name))
+
+    def links(self) -> list[str]:
+        return [m.get("IFLA_IFNAME") for m in self.ipr.get_links()]
+
+    def link_state(self, index: int) -> LinkState:
+        m = self.ipr.get_links(index)[0]
+        return LinkState(
+            name=m.get("IFLA_IFNAME"),
+            index=m["index"],
+            kind=m.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
+            up=bool(m["flags"] & IFF_UP),
+            lower_up=bool(m["flags"] & IFF_LOWER_UP),
+            operstate=m.get("IFLA_OPERSTATE") or "",
+            mtu=m.get("IFLA_MTU"),
+            mac=m.get("IFLA_ADDRESS") or "",
+            master=m.get("IFLA_MASTER"),
+            peer_index=m.get("IFLA_LINK"),
+            peer_nsid=m.get("IFLA_LINK_NETNSID"),
+        )
+
+    def link_states(self) -> list[LinkState]:
+        return [self.link_state(m["index"]) for m in self.ipr.get_links()]
+
+    def veth(self, name: str, peer: "Namespace | None" = None, peer_name: str | None = None) -> tuple[Link, Link]:
+        """Create a veth pair: ``name`` here, ``peer_name`` in ``peer`` (default: here too).
+
+        The peer is born in its namespace (no create-then-move), as
+        ``ip link add A type veth peer name B netns NS`` does.
+        """
+        peer = peer or self
+        full, peer_full = self.lab.name(name), self.lab.name(peer_name or f"{name}p")
+        check_ifname(full), check_ifname(peer_full)
+        argv: list[Any] = ["link", "add", full, "type", "veth", "peer", "name", peer_full]
+        if peer is not self:
+            argv += ["netns", peer.name]
+        self.lab.apply(Step(
+            ip_cmd(self.name, *argv),
+            do=lambda: self.ipr.link("add", ifname=full, kind="veth", peer={"ifname": peer_full, "net_ns_fd": peer.name}),
+            note="a veth pair is a virtual cable: what enters one end leaves the other",
+        ))
+        return Link(self, full), Link(peer, peer_full)
+
+    def bridge(self, name: str) -> Link:
+        """Create a Linux bridge (a virtual L2 switch) called ``name``."""
+        full = check_ifname(self.lab.name(name))
+        self.lab.apply(Step(ip_cmd(self.name, "link", "add", full, "type", "bridge"),
+                            do=lambda: self.ipr.link("add", ifname=full, kind="bridge")))
+        return Link(self, full)
+
+    def dummy(self, name: str) -> Link:
+        """Create a dummy link (a link that exists only here; used to show isolation)."""
+        full = check_ifname(self.lab.name(name))
+        self.lab.apply(Step(ip_cmd(self.name, "link", "add", full, "type", "dummy"),
+                            do=lambda: self.ipr.link("add", ifname=full, kind="dummy")))
+        return Link(self, full)
+
+    # -- addresses, routes, neighbours ------------------------------------------
+    def addresses(self) -> list[tuple[str, str]]:
+        """(link name, "ip/len") for every IPv4 address here."""
+        names = {m["index"]: m.get("IFLA_IFNAME") for m in self.ipr.get_links()}
+        return [(names.get(a["index"], "?"), f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}") for a in self.ipr.get_addr(family=AF_INET)]
+
+    def owns(self, ip: str) -> bool:
+        return any(cidr.split("/")[0] == ip for _, cidr in self.addresses())
+
+    def add_route(self, dst: str, via: str | None = None, dev: Link | None = None, onlink: bool = False) -> None:
+        """Add a route (``ip route add DST [via GW] [dev DEV] [onlink]``); ``dst`` may be ``default``."""
+        argv: list[Any] = ["route", "add", dst]
+        spec: dict[str, Any] = {"dst": "0.0.0.0/0" if dst == "default" else dst}
+        if via:
+            argv += ["via", via]
+            spec["gateway"] = via
+        if dev is not None:
+            argv += ["dev", dev.name]
+        if onlink:
+            argv.append("onlink")
+            spec["flags"] = 4  # RTNH_F_ONLINK
+        if dst != "default":
+            try:
+                ipaddress.IPv4Network(dst, strict=False)
+            except ValueError:
+                raise LabError(f"Route destination {dst!r} is not a network: write it like `10.0.5.0/24` or `default`.") from None
+        self.lab.apply(Step(ip_cmd(self.name, *argv),
+                            do=lambda: self.ipr.route("add", **spec, **({"oif": dev.index} if dev is not None else {}))))
+
+    def del_route(self, dst: str) -> None:
+        spec = {"dst": "0.0.0.0/0" if dst == "default" else dst}
+        self.lab.apply(Step(ip_cmd(self.name, "route", "del", dst), do=lambda: self.ipr.route("del", **spec)))
+
+    def routes(self) -> list[dict[str, Any]]:
+        """The main-table IPv4 routes: dicts with dst ("default" or cidr), gateway, dev."""
+        names = {m["index"]: m.get("IFLA_IFNAME") for m in self.ipr.get_links()}
+        out = []
+        for r in self.ipr.get_routes(family=AF_INET, table=254):
+            dst = r.get("RTA_DST")
+            out.append({
+                "dst": f"{dst}/{r['dst_len']}" if dst else "default",
+                "gateway": r.get("RTA_GATEWAY"),
+                "dev": names.get(r.get("RTA_OIF")),
+            })
+        return out
+
+    def route_get(self, dst: str) -> dict[str, Any] | None:
+        """The kernel's route decision for ``dst`` (``ip route get``), or None when unreachable."""
+        try:
+            r = self.ipr.route("get", dst=dst)[0]
+        except NetlinkError:
+            return None
+        return {"dev_index": r.get("RTA_OIF"), "gateway": r.get("RTA_GATEWAY"), "type": r["type"], "src": r.get("RTA_PREFSRC")}
+
+    def neighbour(self, ip: str, dev_index: int) -> int | None:
+        """The NUD state of the neighbour entry for ``ip`` on ``dev_index`` (None if none)."""
+        for n in self.ipr.get_neighbours(family=AF_INET, ifindex=dev_index):
+            if n.get("NDA_DST") == ip:
+                return n["state"]
+        return None
+
+    # -- sysctls ----------------------------------------------------------------
+    def sysctl(self, key: str) -> str:
+        """Read a sysctl of this namespace (``net.ipv4.ip_forward``)."""
+        path = "/proc/sys/" + key.replace(".", "/")
+        return nsexec.call_in(self.name, lambda: open(path).read().strip())
+
+    def set_sysctl(self, key: str, value: Any) -> None:
+        """Set a per-namespace sysctl; only ``net.*`` keys are per namespace."""
+        if not key.startswith("net."):
+            raise LabError(f"sysctl {key} is not per network namespace: the lab only sets net.* keys, never the machine's.")
+        path = "/proc/sys/" + key.replace(".", "/")
+
+        def write() -> None:
+            with open(path, "w") as f:
+                f.write(str(value))
+
+        self.lab.apply(Step(ns_cmd(self.name, ["sysctl", "-w", f"{key}={value}"]),
+                            do=lambda: nsexec.call_in(self.name, write)))
+
+    # -- processes and Python code inside ---------------------------------------
+    def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 10, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a command inside this namespace and wait for it (not registered: it ends by itself)."""
+        try:
+            done = subprocess.run(["ip", "netns", "exec", self.name, *argv], input=input, capture_output=True, timeout=timeout)
+        except FileNotFoundError:
+            raise LabError("The `ip` command is missing: install it with `apt-get install -y iproute2`.") from None
+        if check and done.returncode != 0:
+            raise LabError(f"`{ns_cmd(self.name, argv)}` failed ({done.returncode}): {done.stderr.decode(errors='replace').strip()}")
+        return done
+
+    def spawn(self, argv: Sequence[str]) -> subprocess.Popen:
+        """Start a long-running command inside this namespace; the lab kills it at teardown."""
+        proc = subprocess.Popen(["ip", "netns", "exec", self.name, *argv], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+        def stop() -> None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream:
+                    stream.close()
+
+        self.lab.transcript.append(ns_cmd(self.name, argv) + " &")
+        self.lab.defer(f"kill {shell(*argv)}", stop)
+        return proc
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a Python callable with this namespace as its network namespace."""
+        return nsexec.call_in(self.name, fn, *args, **kwargs)
+
+    # -- probes (see probes.py / capture.py) ------------------------------------
+    def ping(self, dst: str, **kwargs: Any):
+        from .probes import ping
+        return ping(self, dst, **kwargs)
+
+    def capture(self, ifname: str, **kwargs: Any):
+        from .capture import Capture
+        return Capture(self, self.link(ifname).name if ifname != "any" else None, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.name})"

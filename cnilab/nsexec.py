@@ -1,0 +1,72 @@
+"""Run Python code inside a network namespace.
+
+The network namespace is a per-thread attribute in Linux, so a short-lived
+thread that calls ``setns(2)`` on itself can open sockets, read sysctls or
+sniff packets inside a namespace while the rest of the process stays where it
+is. Python 3.11 has no ``os.setns`` (3.12 does), hence the one ctypes call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from typing import Any, Callable
+
+CLONE_NEWNET = 0x40000000
+NETNS_RUN_DIR = "/run/netns"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def netns_path(name: str) -> str:
+    return name if name.startswith("/") else f"{NETNS_RUN_DIR}/{name}"
+
+
+def enter(name: str) -> None:
+    """Move the calling thread into namespace ``name`` (a name or a path)."""
+    if hasattr(os, "setns"):
+        fd = os.open(netns_path(name), os.O_RDONLY)
+        try:
+            os.setns(fd, CLONE_NEWNET)
+        finally:
+            os.close(fd)
+        return
+    fd = os.open(netns_path(name), os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), netns_path(name))
+    finally:
+        os.close(fd)
+
+
+def call_in(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn(*args, **kwargs)`` in a thread inside namespace ``name``; return or raise its outcome."""
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            enter(name)
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=body, name=f"netns:{name}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def start_in(name: str, fn: Callable[[], None], *, thread_name: str = "") -> threading.Thread:
+    """Start ``fn()`` in a daemon thread inside namespace ``name`` and return the thread."""
+
+    def body() -> None:
+        enter(name)
+        fn()
+
+    thread = threading.Thread(target=body, name=thread_name or f"netns:{name}", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,193 @@
+"""Probes: ping, TCP round trips, listening sockets.
+
+Each probe answers a question about the lab from inside a namespace. The
+``assert_*`` helpers turn a failed reachability check into an explanation
+built from kernel state (see ``diagnose``).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from pyroute2 import DiagSocket
+
+from .errors import LabError
+from .step import ns_cmd
+
+if TYPE_CHECKING:
+    from .netns import Namespace
+
+_PING_SUMMARY = re.compile(rb"(\d+) packets transmitted, (\d+) (?:packets )?received")
+TCP_LISTEN = 10
+
+
+@dataclass(frozen=True)
+class PingResult:
+    src: str
+    dst: str
+    sent: int
+    received: int
+    error: str = ""
+
+    @property
+    def loss(self) -> float:
+        """Fraction of echo requests without a reply (1.0 when none came back)."""
+        return 1.0 if self.sent == 0 else 1 - self.received / self.sent
+
+    @property
+    def ok(self) -> bool:
+        return self.sent > 0 and self.received == self.sent
+
+    def __str__(self) -> str:
+        return f"ping {self.src} -> {self.dst}: {self.received}/{self.sent} replies ({self.loss:.0%} loss){' ' + self.error if self.error else ''}"
+
+
+def ping(ns: "Namespace", dst: str, *, count: int = 2, interval: float = 0.01, wait: float = 1.0,
+         size: int | None = None, dont_fragment: bool = False) -> PingResult:
+    """Send ``count`` ICMP echo requests from ``ns`` to ``dst`` with iputils' ``ping``.
+
+    ``wait`` is how long to wait for each reply (``-W``), so a lost reply
+    costs at most that long. ``dont_fragment`` sets DF (``-M do``) for MTU proofs.
+    """
+    argv = ["ping", "-n", "-q", "-c", str(count), "-i", f"{interval:g}", "-W", f"{wait:g}"]
+    if size is not None:
+        argv += ["-s", str(size)]
+    if dont_fragment:
+        argv += ["-M", "do"]
+    argv.append(dst)
+    try:
+        done = ns.run(argv, check=False, timeout=count * (interval + wait) + 5)
+    except FileNotFoundError:
+        raise LabError("`ping` is missing: install it with `apt-get install -y iputils-ping`.") from None
+    ns.lab.transcript.append(ns_cmd(ns.name, argv))
+    m = _PING_SUMMARY.search(done.stdout)
+    if m:
+        sent, received = int(m.group(1)), int(m.group(2))
+    else:
+        sent, received = count, 0
+    error = done.stderr.decode(errors="replace").strip().splitlines()
+    return PingResult(ns.short, dst, sent, received, error[-1] if error else "")
+
+
+def assert_ping(src: "Namespace", dst: str, **kwargs) -> PingResult:
+    """Ping must succeed, else fail with a diagnosis of why ``dst`` is unreachable."""
+    result = ping(src, dst, **kwargs)
+    if not result.ok:
+        from .diagnose import why_unreachable
+        raise AssertionError(f"{result}.\n{why_unreachable(src, dst)}")
+    return result
+
+
+def assert_no_ping(src: "Namespace", dst: str, **kwargs) -> PingResult:
+    """Ping must fail completely (a negative proof)."""
+    kwargs.setdefault("count", 1)
+    kwargs.setdefault("wait", 0.5)
+    result = ping(src, dst, **kwargs)
+    assert result.received == 0, f"{result}: expected no reply at all, yet {dst} answered."
+    return result
+
+
+# -- TCP ----------------------------------------------------------------------
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, poll: float = 0.002) -> None:
+    """Wait until ``condition()`` is true (checked every ``poll`` s) or raise after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout}s waiting for {what}.")
+        time.sleep(poll)
+
+
+def listening_ports(ns: "Namespace") -> set[int]:
+    """TCP ports with a socket in LISTEN state in ``ns``, read with sock_diag (like ``ss -ltn``)."""
+
+    def read() -> set[int]:
+        with DiagSocket() as diag:
+            diag.bind()
+            return {s["idiag_sport"] for s in diag.get_sock_stats(family=socket.AF_INET, states=1 << TCP_LISTEN)}
+
+    return ns.call(read)
+
+
+class EchoServer:
+    """A TCP echo server in a thread inside a namespace; it listens before the constructor returns."""
+
+    def __init__(self, ns: "Namespace", port: int, host: str = "0.0.0.0"):
+        self.ns, self.port = ns, port
+        self.sock: socket.socket = ns.call(self._listen, host, port)
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, name=f"echo:{ns.name}:{port}", daemon=True)
+        self._thread.start()
+        ns.lab.transcript.append(ns_cmd(ns.name, ["socat", f"TCP-LISTEN:{port},reuseaddr,fork", "EXEC:cat"]) + " &")
+        ns.lab.defer(f"stop echo server {ns.name}:{port}", self.stop)
+
+    @staticmethod
+    def _listen(host: str, port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(16)
+        return sock
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed by stop()
+            self.accepted += 1
+            with conn:
+                while chunk := conn.recv(65536):
+                    conn.sendall(chunk)
+
+    def stop(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self._thread.join(timeout=2)
+
+
+def tcp_roundtrip(ns: "Namespace", dst: str, port: int, payload: bytes, *, timeout: float = 3.0) -> bytes:
+    """Connect from ``ns`` to ``dst:port``, send ``payload``, half-close, and return all bytes echoed back."""
+
+    def talk() -> bytes:
+        with socket.create_connection((dst, port), timeout=timeout) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    ns.lab.transcript.append(ns_cmd(ns.name, ["socat", "-", f"TCP:{dst}:{port}"]))
+    return ns.call(talk)
+
+
+def socat_server(ns: "Namespace", port: int):
+    """The seed's way: ``socat TCP-LISTEN:PORT,reuseaddr,fork EXEC:cat``; returns once it listens."""
+    proc = ns.spawn(["socat", f"TCP-LISTEN:{port},reuseaddr,fork", "EXEC:cat"])
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            raise LabError(f"socat exited before listening on port {port}: {err or 'is socat installed? `apt-get install -y socat`'}.")
+        return port in listening_ports(ns)
+
+    wait_for(listening, timeout=5, what=f"socat to listen on {ns.name}:{port}")
+    return proc
+
+
+def socat_roundtrip(ns: "Namespace", dst: str, port: int, payload: bytes, *, timeout: float = 5.0) -> bytes:
+    """The seed's client: ``echo PAYLOAD | socat - TCP:DST:PORT``; returns what came back."""
+    done = ns.run(["socat", "-t", "2", "-", f"TCP:{dst}:{port}"], input=payload, timeout=timeout, check=False)
+    ns.lab.transcript.append(ns_cmd(ns.name, ["socat", "-", f"TCP:{dst}:{port}"]))
+    if done.returncode != 0:
+        raise AssertionError(f"socat client in {ns.name} failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout

@@ -1,0 +1,98 @@
+"""The cnilab pytest plugin: stage markers and order, the ``lab`` fixture, one-line errors, a leak guard.
+
+Loaded through the ``pytest11`` entry point, so it is active wherever the
+``cnilab`` package is installed -- in this repository and in an exported
+workbook alike.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterator
+
+import pytest
+
+from . import cleanup as leftovers
+from .errors import LabError, NotRootError
+from .lab import Lab, used_prefixes
+
+STAGE_DIR = re.compile(r"stage(\d\d)_")
+_kept: list[Lab] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cnilab")
+    group.addoption("--keep", action="store_true",
+                    help="leave each test's lab up after the run and print how to enter it; `cnilab cleanup` removes it")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "stage(n): the lab stage (1-7) a test belongs to; set from the directory name")
+    config.addinivalue_line("markers", "unit: a test of the library itself that needs no root")
+
+
+def stage_of(item: pytest.Item) -> int | None:
+    m = STAGE_DIR.search(str(item.path))
+    return int(m.group(1)) if m else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its stage and order stages 01 -> 07 (pytest-order keeps file order within a stage)."""
+    for item in items:
+        stage = stage_of(item)
+        if stage is not None:
+            item.add_marker(pytest.mark.stage(stage))
+            if not item.get_closest_marker("order"):
+                item.add_marker(pytest.mark.order(stage * 1000))
+    needs_root = [i for i in items if not i.get_closest_marker("unit")]
+    if needs_root and os.geteuid() != 0:
+        pytest.exit(str(NotRootError("this test suite")), returncode=4)
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """Name: lab. Scope: function. Depends: nothing.
+
+    A fresh ``Lab`` (own prefix) per test; torn down after the test, on
+    failure and on Ctrl-C too. With ``--keep`` it stays up for inspection.
+    """
+    keep = request.config.getoption("--keep")
+    with Lab(keep=keep) as the_lab:
+        yield the_lab
+    if keep and the_lab.namespaces:
+        _kept.append(the_lab)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A ``LabError`` (bad input, a TODO, a missing tool) is reported as its one sentence, no traceback."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and isinstance(call.excinfo.value, LabError):
+        report.longrepr = f"{item.nodeid}: {call.excinfo.value}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leak guard: no namespace or root link of this session's labs may remain."""
+    if session.config.getoption("--keep", default=False) or not used_prefixes or os.geteuid() != 0:
+        return
+    found = leftovers.find(set(used_prefixes))
+    if found:
+        leftovers.remove(found)
+        session.config._cnilab_leaks = found.describe()  # type: ignore[attr-defined]
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    leaks = getattr(config, "_cnilab_leaks", None)
+    if leaks:
+        terminalreporter.write_line(f"LEAK GUARD: the session left lab objects behind ({leaks}); they were removed now, "
+                                    "but a finalizer is missing: fix it.", red=True, bold=True)
+    if _kept:
+        terminalreporter.write_sep("-", "cnilab --keep: labs left up")
+        for kept in _kept:
+            for hint in kept.enter_hints():
+                terminalreporter.write_line(f"  {hint}")
+        terminalreporter.write_line("remove them with: cnilab cleanup")

@@ -1,0 +1,108 @@
+"""Stage recipes: the fixtures that build each stage, usable outside pytest.
+
+A stage's ``conftest.py`` declares its build steps with ``@recipe.fixture``.
+Each step is an ordinary pytest fixture (tests ask for it by name) *and* a
+recorded step of the stage's ``Recipe``, so ``cnilab demo`` and the workbook
+run exactly the code the tests run. Steps take the ``lab`` and earlier steps
+as arguments, by name, like fixtures do.
+
+A later stage builds on an earlier one with ``Recipe(4, ..., base=3)`` and
+``recipe.reuse("bridge", "pods")``: the topology is written once, in stage 03.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from .errors import LabError, Todo
+
+
+class Recipe:
+    def __init__(self, stage: int, title: str, *, base: int | None = None, _path: Path | None = None):
+        self.stage, self.title = stage, title
+        self.path = _path or Path(sys._getframe(1).f_globals["__file__"]).resolve()
+        self.steps: dict[str, Callable[..., Any]] = {}
+        self.base = load_stage(base, self.path.parent.parent) if base else None
+
+    def fixture(self, fn: Callable[..., Any]) -> Any:
+        """Record ``fn`` as a build step and return it as a function-scoped pytest fixture."""
+        self.steps[fn.__name__] = fn
+        return _as_fixture(fn)
+
+    def reuse(self, *names: str) -> tuple[Any, ...]:
+        """Fixtures for steps of the base stages, unchanged (one home per topology step)."""
+        found = []
+        for name in names:
+            fn = self.step(name)
+            self.steps.setdefault(name, fn)
+            found.append(_as_fixture(fn))
+        return tuple(found)
+
+    def step(self, name: str) -> Callable[..., Any]:
+        recipe: Recipe | None = self
+        while recipe is not None:
+            if name in recipe.steps:
+                return recipe.steps[name]
+            recipe = recipe.base
+        raise LabError(f"Stage {self.stage:02d} has no build step named {name!r}: check the fixture name.")
+
+    def build(self, lab: Any, *targets: str) -> dict[str, Any]:
+        """Run the steps (all, or those ``targets`` need) in dependency order; return their values."""
+        values: dict[str, Any] = {"lab": lab}
+
+        def resolve(name: str) -> Any:
+            if name not in values:
+                fn = self.step(name)
+                values[name] = fn(*[resolve(arg) for arg in inspect.signature(fn).parameters])
+            return values[name]
+
+        for name in targets or tuple(self.steps):
+            resolve(name)
+        return values
+
+
+def _as_fixture(fn: Callable[..., Any]) -> Any:
+    @functools.wraps(fn)
+    def fixture(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return pytest.fixture(name=fn.__name__)(fixture)
+
+
+def stage_dir(stage: int, tests_dir: Path) -> Path:
+    found = sorted(tests_dir.glob(f"stage{stage:02d}_*"))
+    if not found:
+        raise LabError(f"There is no stage {stage:02d} under {tests_dir}: stages are the folders tests/stageNN_name.")
+    return found[0]
+
+
+def load_stage(stage: int, tests_dir: Path) -> Recipe:
+    """The ``recipe`` of stage ``stage``, imported from its conftest.py under ``tests_dir``."""
+    path = stage_dir(stage, tests_dir) / "conftest.py"
+    modname = f"cnilab_recipes.{path.parent.name}.{abs(hash(str(path)))}"
+    module = sys.modules.get(modname)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(modname, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[modname]
+            raise
+    recipe = getattr(module, "recipe", None)
+    if not isinstance(recipe, Recipe):
+        raise LabError(f"{path} defines no `recipe = Recipe(...)`: every stage conftest declares its recipe.")
+    return recipe
+
+
+def todo(stage: int, fixture: str, instruction: str) -> Any:
+    """What a workbook stub calls: fail with one line that says what to build and where the hint is."""
+    raise Todo(f"TODO in stage {stage:02d} fixture `{fixture}`: {instruction} (hint: `cnilab hint {stage}`)")
