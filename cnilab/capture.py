@@ -24,8 +24,10 @@ RCVBUF = 8 << 20
 class Capture:
     """``with ns.capture("br0") as cap: ...`` then ``cap.packets`` (scapy packets, in order)."""
 
-    def __init__(self, ns: "Namespace", ifname: str | None, *, lfilter: Callable[["Packet"], bool] | None = None):
-        self.ns, self.ifname, self.lfilter = ns, ifname, lfilter
+    def __init__(self, ns: "Namespace", ifname: str | None, *, lfilter: Callable[["Packet"], bool] | None = None,
+                 promisc: bool = True):
+        # promiscuous like tcpdump: on a bridge device it is what shows frames forwarded between ports
+        self.ns, self.ifname, self.lfilter, self.promisc = ns, ifname, lfilter, promisc
         self._sock = None
         self._packets: list["Packet"] = []
 
@@ -36,7 +38,7 @@ class Capture:
         from scapy.arch.linux import L2ListenSocket
 
         def open_socket():
-            sock = L2ListenSocket(iface=self.ifname, promisc=False)
+            sock = L2ListenSocket(iface=self.ifname, promisc=self.promisc)
             sock.ins.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             return sock
 

@@ -143,14 +143,25 @@ def _taken_names() -> set[str]:
         return set()
 
 
+_handler_pid = os.getpid()
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
+    if os.getpid() != _handler_pid:
+        # A forked helper (pyroute2 forks to create namespaces) inherited this
+        # handler: it must die as usual, not resume the parent's code.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _install_signal_handlers() -> None:
     """Turn SIGTERM/SIGHUP into KeyboardInterrupt so ``finally`` blocks and finalizers run."""
+    global _handler_pid
     if threading.current_thread() is not threading.main_thread():
         return
+    _handler_pid = os.getpid()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) in (signal.SIG_DFL, None):
             signal.signal(sig, _raise_interrupt)

@@ -213,7 +213,8 @@ class Namespace:
             argv += ["netns", peer.name]
         self.lab.apply(Step(
             ip_cmd(self.name, *argv),
-            do=lambda: self.ipr.link("add", ifname=full, kind="veth", peer={"ifname": peer_full, "net_ns_fd": peer.name}),
+            do=lambda: self.ipr.link("add", ifname=full, kind="veth",
+                                     peer={"ifname": peer_full, **({"net_ns_fd": peer.name} if peer is not self else {})}),
             note="a veth pair is a virtual cable: what enters one end leaves the other",
         ))
         return Link(self, full), Link(peer, peer_full)
@@ -223,13 +224,6 @@ class Namespace:
         full = check_ifname(self.lab.name(name))
         self.lab.apply(Step(ip_cmd(self.name, "link", "add", full, "type", "bridge"),
                             do=lambda: self.ipr.link("add", ifname=full, kind="bridge")))
-        return Link(self, full)
-
-    def dummy(self, name: str) -> Link:
-        """Create a dummy link (a link that exists only here; used to show isolation)."""
-        full = check_ifname(self.lab.name(name))
-        self.lab.apply(Step(ip_cmd(self.name, "link", "add", full, "type", "dummy"),
-                            do=lambda: self.ipr.link("add", ifname=full, kind="dummy")))
         return Link(self, full)
 
     # -- addresses, routes, neighbours ------------------------------------------
@@ -311,6 +305,25 @@ class Namespace:
 
         self.lab.apply(Step(ns_cmd(self.name, ["sysctl", "-w", f"{key}={value}"]),
                             do=lambda: nsexec.call_in(self.name, write)))
+
+    # -- firewall (iptables, nf_tables backend) ----------------------------------
+    def iptables(self, *rule: str, table: str = "filter") -> None:
+        """Append a rule in this namespace, tagged with the lab prefix (``-m comment``) so it can be found.
+
+        ``rule`` starts with the action and chain, e.g. ``("-A", "FORWARD", "-j", "DROP")``.
+        """
+        argv = ["iptables", "-w", "-t", table, *rule, "-m", "comment", "--comment", self.lab.prefix.rstrip("-")]
+        self.lab.apply(Step(ns_cmd(self.name, argv), do=lambda: self._iptables(argv)))
+
+    def _iptables(self, argv: Sequence[str]) -> str:
+        try:
+            return self.run(argv).stdout.decode()
+        except FileNotFoundError:
+            raise LabError("`iptables` is missing: install it with `apt-get install -y iptables`.") from None
+
+    def iptables_rules(self, table: str = "filter") -> list[str]:
+        """The rules (``-A ...`` lines of ``iptables -S``) of ``table`` in this namespace."""
+        return [line for line in self._iptables(["iptables", "-w", "-t", table, "-S"]).splitlines() if line.startswith("-A")]
 
     # -- processes and Python code inside ---------------------------------------
     def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 10, check: bool = True) -> subprocess.CompletedProcess:

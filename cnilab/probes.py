@@ -65,6 +65,9 @@ def ping(ns: "Namespace", dst: str, *, count: int = 2, interval: float = 0.01, w
     except FileNotFoundError:
         raise LabError("`ping` is missing: install it with `apt-get install -y iputils-ping`.") from None
     ns.lab.transcript.append(ns_cmd(ns.name, argv))
+    if done.returncode == 255 or b"invalid argument" in done.stderr or b"usage" in done.stderr:
+        # `ip netns exec` (255) or ping itself refused to run: that is no answer about the network
+        raise LabError(f"`{ns_cmd(ns.name, argv)}` could not run: {done.stderr.decode(errors='replace').strip()}")
     m = _PING_SUMMARY.search(done.stdout)
     if m:
         sent, received = int(m.group(1)), int(m.group(2))

@@ -36,6 +36,11 @@ class Recipe:
         self.steps[fn.__name__] = fn
         return _as_fixture(fn)
 
+    def helper(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Record a building block that takes arguments (e.g. plug one pod into a bridge); not a fixture."""
+        self.steps[fn.__name__] = fn
+        return fn
+
     def reuse(self, *names: str) -> tuple[Any, ...]:
         """Fixtures for steps of the base stages, unchanged (one home per topology step)."""
         found = []

@@ -1,0 +1,29 @@
+"""Stage 02 -- a veth pair connects the host to a pod.
+
+A veth pair is a virtual cable: two interfaces, and whatever is sent into one
+comes out of the other. Put one end in the host namespace and the other in
+the pod namespace, give both an address in the same subnet, bring both up,
+and the two namespaces can talk.
+"""
+
+from cnilab.recipe import Recipe
+
+recipe = Recipe(2, "a veth pair connects the host to a pod", base=1)
+host, pod = recipe.reuse("host", "pod")
+
+HOST_IP = "10.0.2.1/24"
+POD_IP = "10.0.2.2/24"
+
+
+@recipe.fixture
+def veth(lab, host, pod):
+    """Name: veth. Scope: function. Depends: lab, host, pod.
+
+    Returns (host_end, pod_end): `veth0` in host with HOST_IP, `veth1` in pod with POD_IP, both up.
+    """
+    # BEGIN SOLUTION
+    host_end, pod_end = host.veth("veth0", pod, "veth1")
+    host_end.add_address(HOST_IP).up()
+    pod_end.add_address(POD_IP).up()
+    # END SOLUTION
+    return host_end, pod_end

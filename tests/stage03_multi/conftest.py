@@ -1,0 +1,50 @@
+"""Stage 03 -- a Linux bridge joins several pods.
+
+One veth per pod is enough for one pod. For many, the host ends go into a
+bridge: a virtual L2 switch that floods unknown frames, learns which MAC sits
+behind which port, and -- with an address of its own -- is the pods' gateway.
+"""
+
+from cnilab.recipe import Recipe
+
+recipe = Recipe(3, "a bridge joins several pods (a virtual switch with a gateway)", base=1)
+(host,) = recipe.reuse("host")
+
+SUBNET = "10.0.3.0/24"
+GATEWAY = "10.0.3.1/24"
+POD_IPS = {"pod1": "10.0.3.11/24", "pod2": "10.0.3.12/24", "pod3": "10.0.3.13/24"}
+
+
+@recipe.fixture
+def bridge(lab, host):
+    """Name: bridge. Scope: function. Depends: lab, host.
+
+    `br0` in host, holding the gateway address GATEWAY, up.
+    """
+    # BEGIN SOLUTION
+    br = host.bridge("br0")
+    br.add_address(GATEWAY).up()
+    # END SOLUTION
+    return br
+
+
+@recipe.helper
+def plug(lab, host, bridge, name, cidr):
+    """Create pod namespace `name` and wire it to `bridge`: a veth whose host end `h-NAME` is a bridge
+    port and whose pod end `eth0` holds `cidr`. Returns the pod namespace."""
+    # BEGIN SOLUTION
+    pod = lab.netns(name)
+    host_end, pod_end = host.veth(f"h-{name}", pod, "eth0")
+    host_end.set_master(bridge).up()
+    pod_end.add_address(cidr).up()
+    # END SOLUTION
+    return pod
+
+
+@recipe.fixture
+def pods(lab, host, bridge):
+    """Name: pods. Scope: function. Depends: lab, host, bridge.
+
+    {name: namespace} for every pod of POD_IPS, each plugged into the bridge.
+    """
+    return {name: plug(lab, host, bridge, name, cidr) for name, cidr in POD_IPS.items()}

@@ -1,0 +1,66 @@
+"""Stage 03 proofs: one L2 segment for all pods, flooding and learning, and what breaks it."""
+
+from itertools import permutations
+
+from cnilab.probes import assert_no_ping, assert_ping
+from cnilab.diagnose import why_unreachable
+
+IP = {"pod1": "10.0.3.11", "pod2": "10.0.3.12", "pod3": "10.0.3.13", "gateway": "10.0.3.1"}
+AF_BRIDGE = 7
+
+
+def test_bridge_holds_the_gateway_and_every_pod_port(host, bridge, pods):
+    st = bridge.state()
+    assert st.kind == "bridge" and st.up
+    assert bridge.addresses() == ["10.0.3.1/24"]
+    for name in pods:
+        port = host.link(f"h-{name}").state()
+        assert port.master == st.index, f"h-{name} is not a port of {bridge.name}"
+    assert len(pods) >= 3
+
+
+def test_all_pairs_ping(host, bridge, pods):
+    members = {**pods, "gateway": host}
+    failures = []
+    for src, dst in permutations(members, 2):
+        result = members[src].ping(IP[dst], count=1)
+        if not result.ok:
+            failures.append(f"{src} -> {dst}: {why_unreachable(members[src], IP[dst])}")
+    assert not failures, "\n".join(failures)
+
+
+def test_arp_request_is_flooded_to_other_pods(pods):
+    """pod1 asks "who has pod2?" as a broadcast: the bridge floods it, so pod3 hears it too."""
+    from scapy.layers.l2 import ARP
+
+    with pods["pod3"].capture("eth0") as cap:
+        assert_ping(pods["pod1"], IP["pod2"], count=1)
+    asks = cap.matching(lambda p: ARP in p and p[ARP].op == 1 and p[ARP].pdst == IP["pod2"] and p[ARP].psrc == IP["pod1"])
+    assert asks, f"pod3 did not see pod1's ARP request for pod2; it saw:\n{cap.summary()}"
+
+
+def test_bridge_fdb_learns_each_pod_mac_on_its_port(host, bridge, pods):
+    for name in pods:
+        assert_ping(pods[name], IP["gateway"], count=1)
+    learned = {}
+    for entry in host.ipr.fdb("dump", master=bridge.index):
+        learned.setdefault(entry["ifindex"], set()).add(entry.get("NDA_LLADDR"))
+    for name, pod in pods.items():
+        mac = pod.link("eth0").state().mac
+        port = host.link(f"h-{name}").index
+        assert mac in learned.get(port, set()), f"the bridge did not learn {name}'s MAC {mac} on port h-{name}"
+
+
+def test_detached_port_isolates_its_pod(host, pods):
+    host.link("h-pod3").nomaster()
+    assert_no_ping(pods["pod3"], IP["pod1"])
+    assert_no_ping(pods["pod3"], IP["gateway"])
+    assert_ping(pods["pod1"], IP["pod2"], count=1)
+    assert "not attached to bridge" in why_unreachable(pods["pod3"], IP["pod1"])
+
+
+def test_bridge_down_cuts_every_pod(bridge, pods):
+    """Negative proof: the switch itself must be up."""
+    bridge.down()
+    assert_no_ping(pods["pod1"], IP["pod2"])
+    assert "bridge" in why_unreachable(pods["pod1"], IP["pod2"])

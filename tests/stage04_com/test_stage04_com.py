@@ -1,0 +1,48 @@
+"""Stage 04 proofs: bytes cross intact, the handshake is visible, and refused differs from unreachable."""
+
+import os
+import socket
+
+import pytest
+
+from cnilab.probes import socat_roundtrip, socat_server, tcp_roundtrip
+
+POD1 = "10.0.3.11"
+PORT = 7000
+
+
+def test_payload_is_echoed_byte_exact(echo_server, pods):
+    payload = os.urandom(256 * 1024)
+    assert tcp_roundtrip(pods["pod2"], POD1, PORT, payload) == payload
+    assert echo_server.accepted == 1
+
+
+def test_the_seed_socat_way(pods):
+    socat_server(pods["pod1"], 7001)
+    payload = b"hello from pod2 via socat\n"
+    assert socat_roundtrip(pods["pod2"], POD1, 7001, payload) == payload
+
+
+def test_no_listener_is_refused_not_a_timeout(pods):
+    """Reachable host, closed port: the kernel answers RST at once."""
+    with pytest.raises(ConnectionRefusedError):
+        tcp_roundtrip(pods["pod2"], POD1, 7999, b"x", timeout=3)
+
+
+def test_unreachable_pod_is_a_timeout_not_a_refusal(echo_server, host, pods):
+    """Negative proof: with pod1's port off the bridge nothing answers, not even RST."""
+    host.link("h-pod1").nomaster()
+    with pytest.raises(socket.timeout):
+        tcp_roundtrip(pods["pod2"], POD1, PORT, b"x", timeout=0.5)
+
+
+def test_handshake_is_captured_on_the_bridge(echo_server, host, bridge, pods):
+    from scapy.layers.inet import TCP
+
+    with host.capture(bridge.name) as cap:
+        tcp_roundtrip(pods["pod2"], POD1, PORT, b"ping")
+    tcp = [p[TCP] for p in cap.packets if TCP in p and PORT in (p[TCP].sport, p[TCP].dport)]
+    flags = [str(t.flags) for t in tcp]
+    assert flags[:3] == ["S", "SA", "A"], f"expected SYN, SYN-ACK, ACK first; saw {flags}\n{cap.summary()}"
+    syn, synack = tcp[0], tcp[1]
+    assert syn.dport == PORT and synack.sport == PORT and synack.ack == syn.seq + 1
