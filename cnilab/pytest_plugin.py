@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Iterator
 
 import pytest
@@ -46,9 +47,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             item.add_marker(pytest.mark.stage(stage))
             if not item.get_closest_marker("order"):
                 item.add_marker(pytest.mark.order(stage * 1000))
-    needs_root = [i for i in items if not i.get_closest_marker("unit")]
-    if needs_root and os.geteuid() != 0:
-        pytest.exit(str(NotRootError("this test suite")), returncode=4)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Without root, say so in one sentence and stop -- unless only the root-free unit tests are asked for."""
+    if os.geteuid() == 0 or config.option.help or config.option.version or config.option.markexpr == "unit":
+        return None
+    if config.args and all("/unit" in str(arg) or str(arg).startswith("unit") for arg in config.args):
+        return None
+    sys.stderr.write(f"cnilab: {NotRootError('this test suite')}\n")
+    return 4
 
 
 @pytest.fixture

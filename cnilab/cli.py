@@ -1,0 +1,77 @@
+"""The ``cnilab`` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from .errors import LabError, NotRootError
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise NotRootError(f"`cnilab {what}`")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import default_tests_dir, run_stages
+
+    _need_root("run")
+    stages = [int(s) for s in args.stages.split(",")] if args.stages else None
+    return run_stages(Path(args.tests) if args.tests else default_tests_dir(), stages, args.pytest_args)
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from . import cleanup
+
+    _need_root("cleanup")
+    removed = cleanup.cleanup()
+    console = Console()
+    if removed:
+        console.print(f"removed: {removed.describe()}")
+    else:
+        console.print("nothing to clean up: no lab namespaces, links or processes are left")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnilab", description="The verifiable lab for container networking.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="build and verify every stage (the learning path), then print a verdict per stage")
+    run.add_argument("--stages", help="comma-separated stage numbers, e.g. 1,2,3 (default: all)")
+    run.add_argument("--tests", help="the tests folder (default: this checkout's tests/)")
+    run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
+    run.set_defaults(func=cmd_run)
+    clean = sub.add_parser("cleanup", help="remove every leftover lab object of any run (idempotent)")
+    clean.set_defaults(func=cmd_cleanup)
+    doctor = sub.add_parser("doctor", help="check privileges, kernel features and tools, and say how to fix what is missing")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "pytest_args", None) and args.pytest_args[0] == "--":
+        args.pytest_args = args.pytest_args[1:]
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(f"cnilab: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnilab: interrupted; the lab was torn down (check with `cnilab cleanup`).", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

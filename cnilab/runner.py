@@ -1,0 +1,93 @@
+"""The main job: run the stages with pytest and show a verdict per stage."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from rich.table import Table
+
+from .recipe import load_stage
+
+STAGE_ID = re.compile(r"stage(\d\d)_(\w+?)/")
+
+
+@dataclass
+class StageTally:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    skip_reasons: set[str] = field(default_factory=set)
+
+    @property
+    def verdict(self) -> str:
+        if self.failed:
+            return "[red]FAIL[/]"
+        if self.passed:
+            return "[green]PROVEN[/]" + (" [yellow](some skipped)[/]" if self.skipped else "")
+        return "[yellow]SKIPPED[/]" if self.skipped else "[dim]no tests[/]"
+
+
+class Tally:
+    """A pytest plugin object that counts outcomes per stage."""
+
+    def __init__(self) -> None:
+        self.stages: dict[int, StageTally] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        m = STAGE_ID.search(report.nodeid)
+        if not m:
+            return
+        tally = self.stages.setdefault(int(m.group(1)), StageTally())
+        tally.seconds += report.duration
+        if report.when == "call" or report.outcome != "passed":
+            if report.skipped:
+                tally.skipped += 1
+                if isinstance(report.longrepr, tuple):
+                    tally.skip_reasons.add(str(report.longrepr[2]))
+            elif report.failed:
+                tally.failed += 1
+            elif report.when == "call":
+                tally.passed += 1
+
+
+def default_tests_dir() -> Path:
+    here = Path(__file__).resolve().parent.parent / "tests"
+    return here if here.is_dir() else Path.cwd() / "tests"
+
+
+def title_of(stage: int, tests_dir: Path) -> str:
+    try:
+        return load_stage(stage, tests_dir).title
+    except Exception:  # noqa: BLE001 -- a broken stage still gets its row, the tests report why
+        return "?"
+
+
+def run_stages(tests_dir: Path, stages: list[int] | None = None, extra: list[str] | None = None,
+               console: Console | None = None) -> int:
+    console = console or Console()
+    tally = Tally()
+    args = [str(tests_dir), "-q", "--no-header", "-p", "no:cacheprovider", "-rfE"]
+    if stages:
+        args += ["-k", " or ".join(f"stage{n:02d}" for n in stages)]
+    args += extra or []
+    started = time.monotonic()
+    code = pytest.main(args, plugins=[tally])
+    elapsed = time.monotonic() - started
+    table = Table(title=f"cnilab: the learning path, verified ({elapsed:.1f} s)")
+    for col in ("stage", "what it proves", "passed", "failed", "skipped", "seconds", "verdict"):
+        table.add_column(col, justify="right" if col in ("passed", "failed", "skipped", "seconds") else "left")
+    for stage in sorted(tally.stages):
+        t = tally.stages[stage]
+        table.add_row(f"{stage:02d}", title_of(stage, tests_dir), str(t.passed), str(t.failed), str(t.skipped),
+                      f"{t.seconds:.1f}", t.verdict)
+    console.print(table)
+    for stage in sorted(tally.stages):
+        for reason in sorted(tally.stages[stage].skip_reasons):
+            console.print(f"  stage {stage:02d} skipped: {reason}")
+    return int(code)

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# cnilab setup and entry point: installs what the lab needs, then runs it.
+#
+#   ./lab.sh          set up, then run the main job (every stage built and verified, verdict table)
+#   ./lab.sh test     set up, then run the whole test suite (what CI runs)
+#   ./lab.sh setup    only set up
+#
+# As a normal user it re-runs itself with sudo; as root (CI, containers) it runs as is.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then exec sudo -- "$0" "$@"; fi
+  echo "lab.sh: cnilab needs root to create network namespaces: run it as root or install sudo." >&2
+  exit 1
+fi
+
+APT_PACKAGES=(iproute2 iptables socat iputils-ping tcpdump iperf3 conntrack kmod procps util-linux graphviz)
+# command that proves each package is present (keeps a second run offline and fast)
+APT_PROBES=(ip iptables socat ping tcpdump iperf3 conntrack modprobe ps unshare dot)
+
+setup_apt() {
+  local missing=() i
+  for i in "${!APT_PROBES[@]}"; do
+    command -v "${APT_PROBES[$i]}" >/dev/null || missing+=("${APT_PACKAGES[$i]}")
+  done
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  command -v python3 >/dev/null || missing+=(python3 python3-venv)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "lab.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+setup_venv() {
+  python3 - <<'PY' || { echo "lab.sh: cnilab needs Python >= 3.11 (found $(python3 -V 2>&1)): install a newer python3." >&2; exit 1; }
+import sys; sys.exit(sys.version_info < (3, 11))
+PY
+  local stamp=.venv/.cnilab-installed want
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "lab.sh: installing cnilab into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    local extras="${CNILAB_EXTRAS:-}"   # e.g. CNILAB_EXTRAS=docker,cri for the container tiers
+    .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
+    echo "$want" > "$stamp"
+  fi
+}
+
+setup() {
+  setup_apt
+  setup_venv
+}
+
+case "${1:-run}" in
+  setup) setup ;;
+  run)   setup; shift || true; exec .venv/bin/cnilab run "$@" ;;
+  test)  setup; shift; exec .venv/bin/pytest "$@" ;;
+  *)     echo "usage: $0 [run|test|setup] [extra arguments]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,47 @@
+"""The command line and the suite as a user meets them: one-sentence errors, cleanup reports (needs root)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cnilab import Lab
+from cnilab.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def as_unprivileged(*argv):
+    """Run without root: a user namespace with no uid mapping makes geteuid() the overflow uid."""
+    return subprocess.run(["unshare", "--user", *argv], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_suite_without_root_says_sudo_in_one_sentence():
+    done = as_unprivileged(str(BIN / "pytest"), "tests/stage02_veth")
+    assert done.returncode != 0
+    out = (done.stdout + done.stderr).strip()
+    assert out.count("\n") == 0 and "sudo" in out, out
+    assert "Traceback" not in out and "EPERM" not in out
+
+
+def test_cli_without_root_says_sudo_in_one_sentence():
+    for cmd in ("run", "cleanup"):
+        done = as_unprivileged(str(BIN / "cnilab"), cmd)
+        assert done.returncode != 0
+        assert done.stdout == "" and done.stderr.strip().count("\n") == 0 and "sudo" in done.stderr
+
+
+def test_cleanup_command_reports_what_it_removed_then_nothing(capsys):
+    kept = Lab(keep=True)
+    kept.netns("left")
+    kept.teardown()
+    assert main(["cleanup"]) == 0
+    assert f"netns {kept.prefix}left" in capsys.readouterr().out
+    assert main(["cleanup"]) == 0
+    assert "nothing to clean up" in capsys.readouterr().out
+
+
+def test_doctor_passes_on_a_capable_machine(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "kernel: vxlan" in out and "kernel: nat" in out

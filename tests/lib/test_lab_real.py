@@ -1,0 +1,98 @@
+"""The lab against the real kernel: cleanup on every exit path, clear errors for bad input (needs root)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from cnilab import Lab, LabError
+from cnilab import cleanup
+
+
+def lab_namespaces(prefix):
+    return [n for n in os.listdir("/run/netns") if n.startswith(prefix)]
+
+
+def test_context_manager_removes_everything():
+    with Lab() as lab:
+        a, b = lab.netns("a"), lab.netns("b")
+        a.veth("v0", b, "v1")
+        a.spawn(["sleep", "60"])
+        assert len(lab_namespaces(lab.prefix)) == 2
+    assert lab_namespaces(lab.prefix) == []
+    assert not cleanup.find({lab.prefix})
+
+
+def test_failure_inside_the_lab_still_cleans_up():
+    with pytest.raises(LabError):
+        with Lab() as lab:
+            lab.netns("a").veth("this-name-is-too-long")
+    assert lab_namespaces(lab.prefix) == []
+
+
+def test_long_name_is_refused_before_the_kernel_sees_it(lab):
+    ns = lab.netns("a")
+    with pytest.raises(LabError, match="at most 15"):
+        ns.veth("abcdefghij")  # 7-byte prefix + 10 = 17 bytes
+    assert [l for l in ns.links() if l != "lo"] == [], "nothing half-made"
+
+
+@pytest.mark.parametrize("bad, match", [("10.0.0.1", "no prefix length"), ("10.0.0.300/24", "not an IPv4"),
+                                         ("fe80::1/64", "not an IPv4")])
+def test_bad_address_is_one_clear_error(lab, bad, match):
+    a, _ = lab.netns("a").veth("v0")
+    with pytest.raises(LabError, match=match):
+        a.add_address(bad)
+
+
+def test_sysctl_outside_net_is_refused(lab):
+    with pytest.raises(LabError, match="not per network namespace"):
+        lab.netns("a").set_sysctl("kernel.hostname", "x")
+
+
+def test_sysctl_changes_only_the_namespace(lab):
+    ns = lab.netns("a")
+    before = open("/proc/sys/net/ipv4/ip_forward").read().strip()
+    ns.set_sysctl("net.ipv4.ip_forward", 1 - int(before))
+    assert ns.sysctl("net.ipv4.ip_forward") == str(1 - int(before))
+    assert open("/proc/sys/net/ipv4/ip_forward").read().strip() == before
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from cnilab import Lab
+    with Lab() as lab:
+        a = lab.netns("a"); b = lab.netns("b")
+        a.veth("v0", b, "v1")
+        a.spawn(["sleep", "60"])
+        print(lab.prefix, flush=True)
+        time.sleep(60)   # stands for a long test; the signal interrupts it
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_cleans_up(sig):
+    """Ctrl-C (SIGINT) and SIGTERM both tear the lab down before the process exits."""
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    prefix = proc.stdout.readline().strip()
+    assert prefix and lab_namespaces(prefix)
+    proc.send_signal(sig)
+    proc.wait(timeout=10)
+    assert lab_namespaces(prefix) == [], f"{sig.name} left namespaces behind: {proc.stderr.read()[-500:]}"
+    assert not cleanup.find({prefix})
+
+
+def test_cleanup_removes_leftovers_and_is_idempotent():
+    leftover = Lab(keep=True)
+    a = leftover.netns("a")
+    a.veth("v0")
+    a.spawn(["sleep", "60"])
+    leftover.teardown()  # keep=True: everything stays, as after `pytest --keep`
+    found = cleanup.find({leftover.prefix})
+    assert found.namespaces == [f"{leftover.prefix}a"] and found.processes
+    removed = cleanup.cleanup({leftover.prefix})
+    assert removed.namespaces == [f"{leftover.prefix}a"]
+    assert not cleanup.cleanup({leftover.prefix}), "a second cleanup finds nothing"
