@@ -198,9 +198,21 @@ def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | N
         back = snap.ns(target[0])
         src_ip = route["src"]
         if src_ip and back.route_get(src_ip) is None:
+            router = snap.owner(route["gateway"]) if route["gateway"] else None
+            if router and router[0] != back.name and not _masquerades(snap.ns(router[0])):
+                return (f"{back.short} has no route back to the private address {src_ip}, and the gateway "
+                        f"{router[0]} does not masquerade it: the reply cannot return "
+                        f"(`{ns_cmd(router[0], ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', 'SUBNET', '-o', 'UPLINK', '-j', 'MASQUERADE'])}`).")
             return (f"{back.short} has no route back to {src_ip}: the reply cannot return "
                     f"(`{ip_cmd(back.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`).")
     return None
+
+
+def _masquerades(router: "Namespace") -> bool:
+    try:
+        return any("MASQUERADE" in r or "SNAT" in r for r in router.iptables_rules("nat"))
+    except Exception:  # noqa: BLE001 -- no iptables: nothing can masquerade
+        return False
 
 
 def _missing_l2_edge(snap: Snapshot, egress: tuple[str, int], owner: tuple[str, int], hop: str, role: str) -> str:

@@ -1,0 +1,89 @@
+"""Stage 05 proofs: pods reach the internet, only ever seen as the host, and each ingredient is needed."""
+
+import os
+import socket
+
+import pytest
+
+from cnilab.diagnose import why_unreachable
+from cnilab.probes import assert_no_ping, assert_ping, tcp_roundtrip
+
+SERVER, PORT = "203.0.113.10", 80
+UPLINK, POD1 = "192.0.2.1", "10.0.3.11"
+
+
+def ip_packets(cap):
+    from scapy.layers.inet import IP
+    return [p[IP] for p in cap.packets if IP in p]
+
+
+def test_pod_reaches_the_internet_by_ping_and_tcp(egress, internet):
+    for pod in egress.values():
+        assert_ping(pod, SERVER, count=2)
+    payload = os.urandom(4096)
+    assert tcp_roundtrip(egress["pod2"], SERVER, PORT, payload) == payload
+
+
+def test_internet_sees_only_the_uplink_address(egress, internet):
+    with internet.capture("eth0") as cap:
+        assert_ping(egress["pod1"], SERVER, count=2)
+        tcp_roundtrip(egress["pod1"], SERVER, PORT, b"who am I?")
+    seen = ip_packets(cap)
+    inbound = [p for p in seen if p.dst == SERVER]
+    assert inbound, f"no packet reached the internet:\n{cap.summary()}"
+    assert {p.src for p in inbound} == {UPLINK}, f"the internet saw sources {sorted({p.src for p in inbound})}"
+    assert not [p for p in seen if POD1 in (p.src, p.dst)], "a pod's private address leaked to the internet"
+
+
+def test_conntrack_holds_the_translated_flow(egress, host, internet):
+    from pyroute2 import Conntrack
+
+    tcp_roundtrip(egress["pod1"], SERVER, PORT, b"remember me")
+
+    def flows():
+        with Conntrack() as ct:
+            return [((e.tuple_orig.saddr, e.tuple_orig.daddr), (e.tuple_reply.saddr, e.tuple_reply.daddr))
+                    for e in ct.dump_entries()]
+
+    entries = host.call(flows)
+    assert ((POD1, SERVER), (SERVER, UPLINK)) in entries, (
+        f"expected orig {POD1}->{SERVER} with reply {SERVER}->{UPLINK} (the NAT), found {entries}")
+    assert not internet.call(flows), "the internet namespace does no NAT and tracks nothing of the pod"
+
+
+def test_without_forwarding_nothing_is_forwarded(egress, host, internet):
+    host.set_sysctl("net.ipv4.ip_forward", 0)
+    with internet.capture("eth0") as cap:
+        assert_no_ping(egress["pod1"], SERVER)
+    assert not [p for p in ip_packets(cap) if p.dst == SERVER], "a packet crossed a host that does not forward"
+    assert "ip_forward" in why_unreachable(egress["pod1"], SERVER)
+
+
+def test_without_masquerade_the_internet_sees_the_private_source_and_replies_never_return(egress, host, masquerade, internet):
+    host.iptables("-D", *masquerade, table="nat")
+    from scapy.layers.inet import ICMP
+
+    with internet.capture("eth0") as cap:
+        assert_no_ping(egress["pod1"], SERVER)
+    seen = ip_packets(cap)
+    assert any(p.src == POD1 and p.dst == SERVER for p in seen), f"the request should arrive untranslated:\n{cap.summary()}"
+    assert not any(p.dst == POD1 and ICMP in p and p[ICMP].type == 0 for p in seen), "an echo reply found its way back"
+    msg = why_unreachable(egress["pod1"], SERVER)
+    assert "MASQUERADE" in msg, msg
+
+
+def test_without_a_default_route_the_pod_cannot_leave(egress, internet):
+    egress["pod1"].del_route("default")
+    with pytest.raises(OSError) as err:
+        tcp_roundtrip(egress["pod1"], SERVER, PORT, b"x", timeout=1)
+    assert err.value.errno == 101, f"expected ENETUNREACH, got {err.value!r}"  # Network is unreachable
+    assert_no_ping(egress["pod1"], SERVER)
+    assert "default route" in why_unreachable(egress["pod1"], SERVER)
+    assert_ping(egress["pod2"], SERVER, count=1)
+
+
+def test_rules_are_tagged_and_live_only_in_the_host_namespace(egress, host, lab, internet):
+    rules = host.iptables_rules("nat")
+    assert any("MASQUERADE" in r and lab.prefix.rstrip("-") in r for r in rules), rules
+    for ns in (*egress.values(), internet):
+        assert ns.iptables_rules("nat") == []
