@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 AF_INET = 2
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
+NUD_PERMANENT = 0x80
 
 
 def _cidr(value: str) -> ipaddress.IPv4Interface:
@@ -226,6 +227,32 @@ class Namespace:
                             do=lambda: self.ipr.link("add", ifname=full, kind="bridge")))
         return Link(self, full)
 
+    def vxlan(self, name: str, vni: int, *, local: str, port: int = 4789, remote: str | None = None,
+              learning: bool = True, dev: Link | None = None) -> Link:
+        """Create a VXLAN device: Ethernet frames in UDP to ``port`` (IANA 4789; Linux would default to 8472)."""
+        full = check_ifname(self.lab.name(name))
+        if not 0 < int(vni) < 1 << 24:
+            raise LabError(f"VNI {vni} is out of range: a VXLAN network identifier is 1 to 16777215.")
+        argv: list[Any] = ["link", "add", full, "type", "vxlan", "id", vni, "dstport", port, "local", local]
+        spec: dict[str, Any] = {"vxlan_id": int(vni), "vxlan_port": int(port), "vxlan_local": local,
+                                "vxlan_learning": int(learning)}
+        if remote:
+            argv += ["remote", remote]
+            spec["vxlan_group"] = remote
+        if dev is not None:
+            argv += ["dev", dev.name]
+        if not learning:
+            argv.append("nolearning")
+        self.lab.apply(Step(ip_cmd(self.name, *argv), do=lambda: self.ipr.link(
+            "add", ifname=full, kind="vxlan", **spec, **({"vxlan_link": dev.index} if dev is not None else {}))))
+        return Link(self, full)
+
+    def vxlan_info(self, link: Link) -> dict[str, Any]:
+        """VNI, UDP port, local address and learning flag of a VXLAN device, read over netlink."""
+        data = self.ipr.get_links(link.index)[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+        return {"vni": data.get("IFLA_VXLAN_ID"), "port": data.get("IFLA_VXLAN_PORT"),
+                "local": data.get("IFLA_VXLAN_LOCAL"), "learning": bool(data.get("IFLA_VXLAN_LEARNING"))}
+
     # -- addresses, routes, neighbours ------------------------------------------
     def addresses(self) -> list[tuple[str, str]]:
         """(link name, "ip/len") for every IPv4 address here."""
@@ -286,6 +313,34 @@ class Namespace:
             if n.get("NDA_DST") == ip:
                 return n["state"]
         return None
+
+    def add_neighbour(self, ip: str, mac: str, dev: Link) -> None:
+        """A permanent ARP entry (``ip neigh add IP lladdr MAC dev DEV nud permanent``)."""
+        self.lab.apply(Step(ip_cmd(self.name, "neigh", "add", ip, "lladdr", mac, "dev", dev.name, "nud", "permanent"),
+                            do=lambda: self.ipr.neigh("add", dst=ip, lladdr=mac, ifindex=dev.index, state=NUD_PERMANENT)))
+
+    def neighbours(self, dev: Link) -> list[tuple[str, str, int]]:
+        """(ip, mac, NUD state) of the IPv4 neighbour entries on ``dev``."""
+        return [(n.get("NDA_DST"), n.get("NDA_LLADDR"), n["state"])
+                for n in self.ipr.get_neighbours(family=AF_INET, ifindex=dev.index)]
+
+    def add_fdb(self, dev: Link, mac: str, dst: str, *, append: bool = False) -> None:
+        """A permanent forwarding entry of a VXLAN device: frames for ``mac`` go to VTEP ``dst``.
+
+        ``append`` adds one more destination for the same MAC (all-zeros MAC = flood list).
+        """
+        verb = "append" if append else "add"
+        self.lab.apply(Step(shell("bridge", "-n", self.name, "fdb", verb, mac, "dev", dev.name, "dst", dst, "self", "permanent"),
+                            do=lambda: self.ipr.fdb(verb, ifindex=dev.index, lladdr=mac, dst=dst, state=NUD_PERMANENT)))
+
+    def del_fdb(self, dev: Link, mac: str, dst: str) -> None:
+        self.lab.apply(Step(shell("bridge", "-n", self.name, "fdb", "del", mac, "dev", dev.name, "dst", dst, "self"),
+                            do=lambda: self.ipr.fdb("del", ifindex=dev.index, lladdr=mac, dst=dst)))
+
+    def fdb(self, dev: Link) -> list[tuple[str, str | None]]:
+        """(mac, VTEP destination or None) of the forwarding entries of ``dev``."""
+        return [(e.get("NDA_LLADDR"), e.get("NDA_DST")) for e in self.ipr.fdb("dump", ifindex=dev.index)
+                if e["ifindex"] == dev.index]
 
     # -- sysctls ----------------------------------------------------------------
     def sysctl(self, key: str) -> str:

@@ -33,6 +33,7 @@ class Recipe:
 
     def fixture(self, fn: Callable[..., Any]) -> Any:
         """Record ``fn`` as a build step and return it as a function-scoped pytest fixture."""
+        fn._cnilab_fixture = True  # type: ignore[attr-defined]
         self.steps[fn.__name__] = fn
         return _as_fixture(fn)
 
@@ -58,9 +59,12 @@ class Recipe:
             recipe = recipe.base
         raise LabError(f"Stage {self.stage:02d} has no build step named {name!r}: check the fixture name.")
 
-    def build(self, lab: Any, *targets: str) -> dict[str, Any]:
-        """Run the steps (all, or those ``targets`` need) in dependency order; return their values."""
-        values: dict[str, Any] = {"lab": lab}
+    def build(self, lab: Any, *targets: str, **given: Any) -> dict[str, Any]:
+        """Run the steps (all, or those ``targets`` need) in dependency order; return their values.
+
+        ``given`` supplies values that are test parameters rather than steps (e.g. ``mode="routed"``).
+        """
+        values: dict[str, Any] = {"lab": lab, **given}
 
         def resolve(name: str) -> Any:
             if name not in values:
@@ -68,7 +72,8 @@ class Recipe:
                 values[name] = fn(*[resolve(arg) for arg in inspect.signature(fn).parameters])
             return values[name]
 
-        for name in targets or tuple(self.steps):
+        fixtures = [n for n, fn in self.steps.items() if getattr(fn, "_cnilab_fixture", False)]
+        for name in targets or fixtures:
             resolve(name)
         return values
 
@@ -90,7 +95,16 @@ def stage_dir(stage: int, tests_dir: Path) -> Path:
 
 def load_stage(stage: int, tests_dir: Path) -> Recipe:
     """The ``recipe`` of stage ``stage``, imported from its conftest.py under ``tests_dir``."""
-    path = stage_dir(stage, tests_dir) / "conftest.py"
+    return _load(stage_dir(stage, tests_dir) / "conftest.py").recipe
+
+
+def stage_module(test_file: str) -> Any:
+    """The conftest module beside ``test_file``: a test's way to its stage's constants and helpers
+    (pytest's importlib mode gives conftest modules no importable name)."""
+    return _load(Path(test_file).resolve().parent / "conftest.py")
+
+
+def _load(path: Path) -> Any:
     modname = f"cnilab_recipes.{path.parent.name}.{abs(hash(str(path)))}"
     module = sys.modules.get(modname)
     if module is None:
@@ -102,10 +116,9 @@ def load_stage(stage: int, tests_dir: Path) -> Recipe:
         except BaseException:
             del sys.modules[modname]
             raise
-    recipe = getattr(module, "recipe", None)
-    if not isinstance(recipe, Recipe):
+    if not isinstance(getattr(module, "recipe", None), Recipe):
         raise LabError(f"{path} defines no `recipe = Recipe(...)`: every stage conftest declares its recipe.")
-    return recipe
+    return module
 
 
 def todo(stage: int, fixture: str, instruction: str) -> Any:

@@ -15,17 +15,23 @@ GATEWAY = "10.0.3.1/24"
 POD_IPS = {"pod1": "10.0.3.11/24", "pod2": "10.0.3.12/24", "pod3": "10.0.3.13/24"}
 
 
+@recipe.helper
+def make_bridge(lab, host, gateway, name="br0"):
+    """A bridge `name` in `host` holding the gateway address `gateway` (e.g. 10.0.3.1/24), up."""
+    # BEGIN SOLUTION
+    br = host.bridge(name)
+    br.add_address(gateway).up()
+    # END SOLUTION
+    return br
+
+
 @recipe.fixture
 def bridge(lab, host):
     """Name: bridge. Scope: function. Depends: lab, host.
 
     `br0` in host, holding the gateway address GATEWAY, up.
     """
-    # BEGIN SOLUTION
-    br = host.bridge("br0")
-    br.add_address(GATEWAY).up()
-    # END SOLUTION
-    return br
+    return make_bridge(lab, host, GATEWAY)
 
 
 @recipe.helper

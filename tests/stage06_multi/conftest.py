@@ -1,0 +1,154 @@
+"""Stage 06 -- several nodes joined by a VXLAN overlay.
+
+Each node (a namespace standing for a machine) has the bridge and pods of
+stage 03 and a cable to a shared underlay switch. VXLAN wraps a pod's
+Ethernet frame in UDP (port 4789) between the nodes' underlay addresses, so
+pods on different nodes talk as if they shared a wire. Two ways to use it:
+
+* ``p2p`` (the seed): the VXLAN device is a port of each node's bridge: one L2
+  segment spans the nodes; frames to unknown MACs are replicated to every peer.
+* ``routed`` (flannel's vxlan backend): the VXLAN device is a router interface
+  with a /32; per peer node exactly one route (its pod subnet via its VTEP),
+  one permanent ARP entry and one permanent FDB entry -- no flooding, no learning.
+
+The wrapper costs 50 bytes, so pods get MTU = underlay MTU - 50.
+"""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from cnilab.netns import Link, Namespace
+from cnilab.recipe import Recipe
+
+recipe = Recipe(6, "several nodes joined by a VXLAN overlay (UDP 4789)", base=3)
+make_bridge, plug = recipe.step("make_bridge"), recipe.step("plug")
+
+NODES = 3
+PODS_PER_NODE = 2
+UNDERLAY_MTU = 1500
+VXLAN_OVERHEAD = 50          # outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8
+POD_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
+VXLAN_PORT = 4789
+VNI = {"p2p": 42, "routed": 1}
+ZERO_MAC = "00:00:00:00:00:00"
+
+
+@dataclass
+class Node:
+    """One simulated machine of the cluster."""
+
+    n: int
+    ns: Namespace
+    ip: str                          # underlay address
+    bridge: Link
+    vtep: Link | None = None
+    pods: dict[str, tuple[Namespace, str]] = field(default_factory=dict)  # name -> (namespace, ip)
+
+    @property
+    def subnet(self) -> str:
+        return f"10.244.{self.n}.0/24"
+
+    @property
+    def vtep_ip(self) -> str:
+        return f"10.244.{self.n}.0"
+
+
+def pod_cidr(mode, n, k):
+    # p2p: one L2 segment, so one subnet (/16) across nodes; routed: a /24 per node
+    return f"10.6.{n}.{10 + k}/16" if mode == "p2p" else f"10.244.{n}.{10 + k}/24"
+
+
+def gateway_cidr(mode, n):
+    return f"10.6.{n}.1/16" if mode == "p2p" else f"10.244.{n}.1/24"
+
+
+@recipe.fixture
+def underlay(lab):
+    """Name: underlay. Scope: function. Depends: lab.
+
+    The machines' shared network: a switch (bridge `ul0`) in namespace `wire`.
+    """
+    wire = lab.netns("wire")
+    return wire.bridge("ul0").up()
+
+
+@recipe.helper
+def add_node(lab, underlay, n, mode, cluster):
+    """Node `n`: a cable to the underlay (198.18.0.n), forwarding on, a bridge `cni0` with pods,
+    and a VXLAN device joined to every node already in `cluster` (and they to it)."""
+    node_ns = lab.netns(f"node{n}")
+    eth, port = node_ns.veth("eth0", underlay.ns, f"ul-n{n}")
+    port.set_master(underlay).up()
+    ip = f"198.18.0.{n}"
+    eth.add_address(f"{ip}/24").up()
+    node_ns.set_sysctl("net.ipv4.ip_forward", 1)
+    node = Node(n, node_ns, ip, make_bridge(lab, node_ns, gateway_cidr(mode, n), name="cni0"))
+    for k in range(1, PODS_PER_NODE + 1):
+        name, cidr = f"n{n}p{k}", pod_cidr(mode, n, k)
+        pod = plug(lab, node_ns, node.bridge, name, cidr)
+        # BEGIN SOLUTION
+        node_ns.link(f"h-{name}").set_mtu(POD_MTU)
+        pod.link("eth0").set_mtu(POD_MTU)
+        if mode == "routed":
+            pod.add_route("default", via=gateway_cidr(mode, n).split("/")[0])
+        # END SOLUTION
+        node.pods[name] = (pod, cidr.split("/")[0])
+    (join_p2p if mode == "p2p" else join_routed)(lab, node, cluster)
+    cluster.append(node)
+    return node
+
+
+@recipe.helper
+def join_p2p(lab, node, cluster):
+    """The seed's way: a VXLAN port on the bridge; each peer's VTEP on the flood list (unicast)."""
+    # BEGIN SOLUTION
+    eth = node.ns.link("eth0")
+    node.vtep = node.ns.vxlan("vxlan0", VNI["p2p"], local=node.ip, port=VXLAN_PORT, dev=eth)
+    node.vtep.set_mtu(POD_MTU).set_master(node.bridge).up()
+    for peer in cluster:
+        node.ns.add_fdb(node.vtep, ZERO_MAC, peer.ip, append=True)
+        peer.ns.add_fdb(peer.vtep, ZERO_MAC, node.ip, append=True)
+    # END SOLUTION
+
+
+@recipe.helper
+def join_routed(lab, node, cluster):
+    """flannel's way: a routed VTEP (/32, no learning); three entries per peer, in both directions."""
+    # BEGIN SOLUTION
+    eth = node.ns.link("eth0")
+    node.vtep = node.ns.vxlan("flannel1", VNI["routed"], local=node.ip, port=VXLAN_PORT, dev=eth, learning=False)
+    node.vtep.set_mtu(POD_MTU).add_address(f"{node.vtep_ip}/32").up()
+    for peer in cluster:
+        route_to(peer, node)
+        route_to(node, peer)
+    # END SOLUTION
+
+
+@recipe.helper
+def route_to(node, peer):
+    """On `node`: the route to `peer`'s pods, the ARP entry for its VTEP, the FDB entry to its underlay IP."""
+    # BEGIN SOLUTION
+    mac = peer.vtep.state().mac
+    node.ns.add_route(peer.subnet, via=peer.vtep_ip, dev=node.vtep, onlink=True)
+    node.ns.add_neighbour(peer.vtep_ip, mac, node.vtep)
+    node.ns.add_fdb(node.vtep, mac, peer.ip)
+    # END SOLUTION
+
+
+@pytest.fixture(params=["p2p", "routed"])
+def mode(request):
+    """Name: mode. Scope: function. The overlay flavour under test (a parameter, not a build step)."""
+    return request.param
+
+
+@recipe.fixture
+def cluster(lab, underlay, mode):
+    """Name: cluster. Scope: function. Depends: lab, underlay, mode.
+
+    NODES nodes with PODS_PER_NODE pods each, joined by the overlay of `mode`.
+    """
+    nodes = []
+    for n in range(1, NODES + 1):
+        add_node(lab, underlay, n, mode, nodes)
+    return nodes

@@ -1,0 +1,108 @@
+"""Stage 06 proofs: pods talk across nodes through VXLAN, the wire shows the wrapping, MTU and FDB matter."""
+
+import os
+
+import pytest
+
+from cnilab.probes import EchoServer, assert_no_ping, assert_ping, tcp_roundtrip
+from cnilab.recipe import stage_module
+
+stage = stage_module(__file__)
+NODES, POD_MTU, VNI, VXLAN_PORT, ZERO_MAC = stage.NODES, stage.POD_MTU, stage.VNI, stage.VXLAN_PORT, stage.ZERO_MAC
+add_node = stage.add_node
+
+
+def pod(cluster, n, k):
+    return cluster[n - 1].pods[f"n{n}p{k}"]
+
+
+def test_pods_talk_across_nodes_by_ping_and_tcp(cluster, mode):
+    pairs = [((1, 1), (2, 1)), ((2, 2), (3, 1)), ((3, 2), (1, 2))]
+    for (a, b) in pairs:
+        (src, _), (dst, dst_ip) = pod(cluster, *a), pod(cluster, *b)
+        assert_ping(src, dst_ip, count=2)
+    (server, server_ip), (client, _) = pod(cluster, 3, 1), pod(cluster, 1, 1)
+    EchoServer(server, 8080)
+    payload = os.urandom(64 * 1024)
+    assert tcp_roundtrip(client, server_ip, 8080, payload) == payload
+
+
+def test_underlay_carries_vxlan_between_pod_addresses(cluster, mode, underlay):
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.vxlan import VXLAN
+
+    (src, src_ip), (_, dst_ip) = pod(cluster, 1, 1), pod(cluster, 2, 1)
+    with underlay.ns.capture(underlay.name) as cap:
+        assert_ping(src, dst_ip, count=2)
+    wrapped = [p for p in cap.packets if UDP in p and p[UDP].dport == VXLAN_PORT and VXLAN in p]
+    assert wrapped, f"no VXLAN on the underlay:\n{cap.summary()}"
+    assert {p[IP].src for p in wrapped} <= {"198.18.0.1", "198.18.0.2"}, "outer addresses must be the nodes'"
+    assert {p[VXLAN].vni for p in wrapped} == {VNI[mode]}
+    inner = [p[VXLAN].payload for p in wrapped if IP in p[VXLAN].payload]
+    assert any(i[IP].src == src_ip and i[IP].dst == dst_ip for i in inner), "no inner packet pod1 -> pod2"
+    assert not [p for p in cap.packets if IP in p and not (UDP in p) and p[IP].src == src_ip], \
+        "a pod address appeared unwrapped on the underlay"
+
+
+def test_vxlan_device_reads_back_over_netlink(cluster, mode):
+    for node in cluster:
+        info = node.ns.vxlan_info(node.vtep)
+        assert info["vni"] == VNI[mode] and info["port"] == VXLAN_PORT and info["local"] == node.ip, info
+        assert info["learning"] is (mode == "p2p"), "flannel-style VTEPs do not learn"
+
+
+def test_mtu_is_underlay_minus_50_and_df_ping_fits_exactly(cluster, mode):
+    (src, _), (_, dst_ip) = pod(cluster, 1, 1), pod(cluster, 2, 1)
+    assert src.link("eth0").state().mtu == POD_MTU == cluster[0].ns.link("eth0").state().mtu - 50
+    largest = POD_MTU - 28  # IP 20 + ICMP 8
+    assert_ping(src, dst_ip, count=1, size=largest, dont_fragment=True)
+    assert_no_ping(src, dst_ip, size=largest + 1, dont_fragment=True)
+
+
+def test_a_pod_mtu_above_the_overlay_mtu_loses_big_packets(cluster, mode):
+    """Negative proof: a pod left at the underlay's 1500 sends frames the VXLAN device cannot carry."""
+    (src, _), (_, dst_ip) = pod(cluster, 1, 1), pod(cluster, 2, 1)
+    cluster[0].ns.link("h-n1p1").set_mtu(1500)
+    src.link("eth0").set_mtu(1500)
+    assert_ping(src, dst_ip, count=1, size=POD_MTU - 28, dont_fragment=True)
+    assert_no_ping(src, dst_ip, size=1500 - 28, dont_fragment=True)
+
+
+@pytest.mark.parametrize("mode", ["p2p"], indirect=True)
+def test_p2p_floods_unknown_frames_to_every_peer_by_unicast(cluster, mode):
+    for node in cluster:
+        flood = sorted(dst for mac, dst in node.ns.fdb(node.vtep) if mac == ZERO_MAC)
+        assert flood == sorted(peer.ip for peer in cluster if peer is not node)
+
+
+def overlay_entries(node):
+    routes = [r for r in node.ns.routes() if r["dev"] == node.vtep.name]
+    neigh = [n for n in node.ns.neighbours(node.vtep) if n[2] == 0x80]  # NUD_PERMANENT
+    fdb = [e for e in node.ns.fdb(node.vtep) if e[1]]
+    return routes, neigh, fdb
+
+
+@pytest.mark.parametrize("mode", ["routed"], indirect=True)
+def test_routed_adding_a_node_adds_exactly_three_entries_on_each_node(lab, cluster, underlay, mode):
+    before = [overlay_entries(node) for node in cluster]
+    for node, (routes, neigh, fdb) in zip(cluster, before):
+        assert (len(routes), len(neigh), len(fdb)) == (NODES - 1,) * 3
+        assert all(mac != ZERO_MAC for mac, _ in fdb), "routed mode must not flood"
+    new = add_node(lab, underlay, NODES + 1, mode, cluster)
+    for node, old in zip(cluster[:NODES], before):
+        routes, neigh, fdb = overlay_entries(node)
+        assert [r for r in routes if r not in old[0]] == [{"dst": new.subnet, "gateway": new.vtep_ip, "dev": node.vtep.name}]
+        assert [n[:2] for n in neigh if n not in old[1]] == [(new.vtep_ip, new.vtep.state().mac)]
+        assert [e for e in fdb if e not in old[2]] == [(new.vtep.state().mac, new.ip)]
+    (src, _), (_, dst_ip) = pod(cluster, 1, 1), pod(cluster, NODES + 1, 2)
+    assert_ping(src, dst_ip, count=1)
+
+
+@pytest.mark.parametrize("mode", ["routed"], indirect=True)
+def test_routed_removing_a_peers_fdb_entry_breaks_exactly_that_peer(cluster, mode):
+    node1, node2 = cluster[0], cluster[1]
+    mac2 = node2.vtep.state().mac
+    node1.ns.del_fdb(node1.vtep, mac2, node2.ip)
+    src, _ = pod(cluster, 1, 1)
+    assert_no_ping(src, pod(cluster, 2, 1)[1])
+    assert_ping(src, pod(cluster, 3, 1)[1], count=1)
