@@ -112,7 +112,9 @@ def listening_ports(ns: "Namespace") -> set[int]:
     def read() -> set[int]:
         with DiagSocket() as diag:
             diag.bind()
-            return {s["idiag_sport"] for s in diag.get_sock_stats(family=socket.AF_INET, states=1 << TCP_LISTEN)}
+            # both families: a dual-stack server (iperf3) listens on AF_INET6 `::`
+            return {s["idiag_sport"] for family in (socket.AF_INET, socket.AF_INET6)
+                    for s in diag.get_sock_stats(family=family, states=1 << TCP_LISTEN)}
 
     return ns.call(read)
 

@@ -72,9 +72,13 @@ def run_stages(tests_dir: Path, stages: list[int] | None = None, extra: list[str
                console: Console | None = None) -> int:
     console = console or Console()
     tally = Tally()
-    args = [str(tests_dir), "-q", "--no-header", "-p", "no:cacheprovider", "-rfE"]
+    dirs = sorted(tests_dir.glob("stage[0-9][0-9]_*"))
     if stages:
-        args += ["-k", " or ".join(f"stage{n:02d}" for n in stages)]
+        dirs = [d for d in dirs if int(d.name[5:7]) in stages]
+    if not dirs:
+        from .errors import LabError
+        raise LabError(f"No stage folders (stageNN_name) matched under {tests_dir}: check --tests and --stages.")
+    args = [*map(str, dirs), "-q", "--no-header", "-p", "no:cacheprovider", "-rfE"]
     args += extra or []
     started = time.monotonic()
     code = pytest.main(args, plugins=[tally])
