@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ def title_of(stage: int, tests_dir: Path) -> str:
 
 def run_stages(tests_dir: Path, stages: list[int] | None = None, extra: list[str] | None = None,
                console: Console | None = None) -> int:
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
     tally = Tally()
     dirs = sorted(tests_dir.glob("stage[0-9][0-9]_*"))
     if stages:

@@ -45,3 +45,43 @@ def test_doctor_passes_on_a_capable_machine(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "kernel: vxlan" in out and "kernel: nat" in out
+
+
+LEAKY = '''
+from cnilab import Lab
+
+def test_forgets_to_tear_down():
+    Lab().netns("leak")   # no context manager, no fixture: nothing tears it down
+'''
+
+KEPT = '''
+def test_builds_something(lab):
+    lab.netns("kept")
+'''
+
+
+def run_pytest(tmp_path, source, *args):
+    (tmp_path / "test_x.py").write_text(source)
+    return subprocess.run([str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", str(tmp_path / "test_x.py"), *args],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+
+def test_leak_guard_fails_a_session_that_leaves_a_namespace(tmp_path):
+    done = run_pytest(tmp_path, LEAKY)
+    assert done.returncode == 1, done.stdout
+    assert "1 passed" in done.stdout and "LEAK GUARD" in done.stdout and "leak" in done.stdout
+    from cnilab import cleanup
+    assert not [n for n in cleanup.find().namespaces if n.endswith("-leak")], "the guard also removes what leaked"
+
+
+def test_keep_leaves_the_lab_up_and_says_how_to_enter_it(tmp_path):
+    from cnilab import cleanup
+
+    done = run_pytest(tmp_path, KEPT, "--keep")
+    assert done.returncode == 0, done.stdout
+    kept = [n for n in cleanup.find().namespaces if n.endswith("-kept")]
+    try:
+        assert len(kept) == 1 and f"ip netns exec {kept[0]} bash" in done.stdout
+        assert "cnilab cleanup" in done.stdout
+    finally:
+        cleanup.cleanup({kept[0][:7]} if kept else set())
