@@ -13,7 +13,7 @@ import ipaddress
 import os
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .step import ip_cmd, ns_cmd
 
@@ -21,10 +21,6 @@ if TYPE_CHECKING:
     from .netns import LinkState, Namespace
 
 NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
-
-#: Extra checks later stages plug in (NAT, firewall, overlay): each returns a reason or None.
-Check = Callable[["Snapshot", "Namespace", str], "str | None"]
-extra_checks: list[Check] = []
 
 
 @dataclass
@@ -177,11 +173,6 @@ def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | N
     if nud is not None and nud & (NUD_FAILED | NUD_INCOMPLETE) and not snap.links[owner].up:
         return f"ARP for {hop} gets no answer: {snap.label(owner)} is down."
 
-    for check in extra_checks:
-        reason = check(snap, src, dst)
-        if reason:
-            return reason
-
     if route["gateway"] and owner[0] != src.name:
         router = snap.ns(owner[0])
         if snap.owner(dst) is None or snap.owner(dst)[0] != router.name:
@@ -198,13 +189,13 @@ def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | N
         back = snap.ns(target[0])
         src_ip = route["src"]
         if src_ip and back.route_get(src_ip) is None:
+            reason = (f"{back.short} has no route back to {src_ip}: the reply cannot return "
+                      f"(`{ip_cmd(back.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`)")
             router = snap.owner(route["gateway"]) if route["gateway"] else None
             if router and router[0] != back.name and not _masquerades(snap.ns(router[0])):
-                return (f"{back.short} has no route back to the private address {src_ip}, and the gateway "
-                        f"{router[0]} does not masquerade it: the reply cannot return "
-                        f"(`{ns_cmd(router[0], ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', 'SUBNET', '-o', 'UPLINK', '-j', 'MASQUERADE'])}`).")
-            return (f"{back.short} has no route back to {src_ip}: the reply cannot return "
-                    f"(`{ip_cmd(back.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`).")
+                reason += (f"; for a private source, the gateway {router[0]} should MASQUERADE it instead "
+                           f"(`{ns_cmd(router[0], ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', 'SUBNET', '-o', 'UPLINK', '-j', 'MASQUERADE'])}`)")
+            return reason + "."
     return None
 
 

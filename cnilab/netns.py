@@ -171,6 +171,14 @@ class Namespace:
         self.lab.apply(Step(shell("ip", "netns", "add", self.name), do=lambda: pyr_netns.create(self.name),
                             undo=remove, undo_command=shell("ip", "netns", "del", self.name)))
 
+    def delete(self) -> None:
+        """Delete this namespace now (``ip netns del``); its links and their veth peers go with it."""
+        step = next(s for s in self.lab.registry if s.undo_command == shell("ip", "netns", "del", self.name))
+        self.lab.transcript.append(step.undo_command)
+        step.undo()
+        self.lab.registry.remove(step)
+        del self.lab.namespaces[self.name]
+
     # -- links ------------------------------------------------------------------
     def link(self, name: str) -> Link:
         """The link called ``name`` (or the lab-prefixed ``name``) in this namespace."""

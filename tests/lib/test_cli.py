@@ -85,3 +85,32 @@ def test_keep_leaves_the_lab_up_and_says_how_to_enter_it(tmp_path):
         assert "cnilab cleanup" in done.stdout
     finally:
         cleanup.cleanup({kept[0][:7]} if kept else set())
+
+
+WAITS = '''
+import sys
+
+def test_waits_for_ctrl_c(lab):
+    lab.netns("intr")
+    print("READY", lab.prefix, flush=True)
+    sys.stdin.readline()   # blocks until the test below interrupts the run
+'''
+
+
+def test_ctrl_c_during_a_pytest_run_tears_the_lab_down(tmp_path):
+    import signal
+
+    from cnilab import cleanup
+
+    (tmp_path / "test_x.py").write_text(WAITS)
+    proc = subprocess.Popen([str(BIN / "pytest"), "-q", "-s", "-p", "no:cacheprovider", str(tmp_path / "test_x.py")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    line = ""
+    while not line.startswith("READY"):
+        line = proc.stdout.readline()
+        assert line, "the run ended before its lab was up"
+    prefix = line.split()[1]
+    assert cleanup.find({prefix}).namespaces
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert not cleanup.find({prefix}), "Ctrl-C left the lab behind"

@@ -96,3 +96,13 @@ def test_cleanup_removes_leftovers_and_is_idempotent():
     removed = cleanup.cleanup({leftover.prefix})
     assert removed.namespaces == [f"{leftover.prefix}a"]
     assert not cleanup.cleanup({leftover.prefix}), "a second cleanup finds nothing"
+
+
+def test_deleting_a_namespace_takes_its_links_and_their_peers(lab):
+    a, b = lab.netns("a"), lab.netns("b")
+    end_a, end_b = a.veth("v0", b, "v1")
+    b.delete()
+    assert lab_namespaces(lab.prefix) == [a.name]
+    from cnilab.probes import wait_for
+    # the kernel frees a namespace's links asynchronously (cleanup_net), so wait for the peer to go
+    wait_for(lambda: not end_a.exists(), timeout=5, what="the veth peer to vanish with its namespace")

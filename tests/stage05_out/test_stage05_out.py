@@ -1,7 +1,6 @@
 """Stage 05 proofs: pods reach the internet, only ever seen as the host, and each ingredient is needed."""
 
 import os
-import socket
 
 import pytest
 

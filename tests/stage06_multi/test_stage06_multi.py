@@ -19,7 +19,7 @@ def pod(cluster, n, k):
 def test_pods_talk_across_nodes_by_ping_and_tcp(cluster, mode):
     pairs = [((1, 1), (2, 1)), ((2, 2), (3, 1)), ((3, 2), (1, 2))]
     for (a, b) in pairs:
-        (src, _), (dst, dst_ip) = pod(cluster, *a), pod(cluster, *b)
+        (src, _), (_, dst_ip) = pod(cluster, *a), pod(cluster, *b)
         assert_ping(src, dst_ip, count=2)
     (server, server_ip), (client, _) = pod(cluster, 3, 1), pod(cluster, 1, 1)
     EchoServer(server, 8080)
