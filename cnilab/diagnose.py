@@ -20,8 +20,6 @@ from .step import ip_cmd, ns_cmd
 if TYPE_CHECKING:
     from .netns import LinkState, Namespace
 
-NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
-
 
 @dataclass
 class Snapshot:
@@ -82,7 +80,7 @@ class Snapshot:
     def label(self, key: tuple[str, int]) -> str:
         return f"{self.links[key].name} in {key[0]}"
 
-    def neighbours(self, key: tuple[str, int], *, ignore_state: bool) -> Iterator[tuple[tuple[str, int], str | None]]:
+    def neighbours(self, key: tuple[str, int]) -> Iterator[tuple[tuple[str, int], str | None]]:
         """L2 neighbours of a link and, for each, what blocks the frame (None when nothing does)."""
         st = self.links[key]
         ns_name = key[0]
@@ -106,7 +104,7 @@ class Snapshot:
         queue = deque([start])
         while queue:
             key = queue.popleft()
-            for nxt, blocker in self.neighbours(key, ignore_state=True):
+            for nxt, blocker in self.neighbours(key):
                 if nxt in seen:
                     continue
                 if blocker:
@@ -165,13 +163,9 @@ def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | N
         if owner in blocked:
             return f"{src.short} and {owner[0]} share no working L2 path: {blocked[owner]}."
         for key in blocked:
-            # a blocker on the way: report the one nearest to the target side
+            # the first blocker met on the way out from the source
             return f"the L2 path from {est.name} in {src.short} to the {role} {hop} is cut: {blocked[key]}."
         return _missing_l2_edge(snap, egress, owner, hop, role)
-
-    nud = src.neighbour(hop, egress[1])
-    if nud is not None and nud & (NUD_FAILED | NUD_INCOMPLETE) and not snap.links[owner].up:
-        return f"ARP for {hop} gets no answer: {snap.label(owner)} is down."
 
     if route["gateway"] and owner[0] != src.name:
         router = snap.ns(owner[0])

@@ -69,13 +69,12 @@ class Lab:
             self.narrator(step)
         self.transcript.append(step.command)
         result = step.do()
-        step.done = True
         self.registry.append(step)
         return result
 
     def defer(self, command: str, undo: Callable[[], None], note: str = "") -> None:
         """Register a cleanup for something created outside ``apply`` (a process, a thread)."""
-        self.registry.append(Step(command=command, do=lambda: None, undo=undo, undo_command=command, note=note, done=True))
+        self.registry.append(Step(command=command, do=lambda: None, undo=undo, undo_command=command, note=note))
 
     def teardown(self) -> None:
         """Undo every registered step, newest first; tolerate objects already gone.

@@ -315,13 +315,6 @@ class Namespace:
             return None
         return {"dev_index": r.get("RTA_OIF"), "gateway": r.get("RTA_GATEWAY"), "type": r["type"], "src": r.get("RTA_PREFSRC")}
 
-    def neighbour(self, ip: str, dev_index: int) -> int | None:
-        """The NUD state of the neighbour entry for ``ip`` on ``dev_index`` (None if none)."""
-        for n in self.ipr.get_neighbours(family=AF_INET, ifindex=dev_index):
-            if n.get("NDA_DST") == ip:
-                return n["state"]
-        return None
-
     def add_neighbour(self, ip: str, mac: str, dev: Link) -> None:
         """A permanent ARP entry (``ip neigh add IP lladdr MAC dev DEV nud permanent``)."""
         self.lab.apply(Step(ip_cmd(self.name, "neigh", "add", ip, "lladdr", mac, "dev", dev.name, "nud", "permanent"),

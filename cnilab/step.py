@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 # Undo steps tolerate objects that are already gone (deleted by a test, or
@@ -25,7 +25,6 @@ class Step:
     undo: Callable[[], None] | None = None
     undo_command: str | None = None
     note: str = ""
-    done: bool = field(default=False, compare=False)
 
 
 def shell(*argv: Any) -> str:
