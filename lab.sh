@@ -4,6 +4,7 @@
 #   ./lab.sh          set up, then run the main job (every stage built and verified, verdict table)
 #   ./lab.sh test     set up, then run the whole test suite (what CI runs)
 #   ./lab.sh setup    only set up
+#   ./lab.sh dockerd  start a private Docker daemon for the Docker-node tests (no bridge, no iptables)
 #
 # As a normal user it re-runs itself with sudo; as root (CI, containers) it runs as is.
 set -euo pipefail
@@ -55,9 +56,39 @@ setup() {
   setup_venv
 }
 
+# A Docker daemon of the lab's own: its socket, data and state under private paths, and no
+# docker0 bridge, iptables rules or ip_forward change in the machine's namespace.
+DOCKER_SOCK=/run/cnilab/docker.sock
+start_dockerd() {
+  if [ -S "$DOCKER_SOCK" ] && docker -H "unix://$DOCKER_SOCK" info >/dev/null 2>&1; then
+    echo "lab.sh: the lab's dockerd already answers at $DOCKER_SOCK"; return
+  fi
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)   # the node image's only content
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "lab.sh: installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  mkdir -p /run/cnilab /var/lib/cnilab
+  nohup dockerd --data-root /var/lib/cnilab/docker --exec-root /run/cnilab/docker-exec \
+    -H "unix://$DOCKER_SOCK" --pidfile /run/cnilab/docker.pid \
+    --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
+    --userland-proxy=false >/var/lib/cnilab/dockerd.log 2>&1 &
+  for _ in $(seq 1 150); do
+    docker -H "unix://$DOCKER_SOCK" info >/dev/null 2>&1 && { echo "lab.sh: dockerd answers at $DOCKER_SOCK"; return; }
+    sleep 0.2
+  done
+  echo "lab.sh: dockerd did not start; see /var/lib/cnilab/dockerd.log" >&2
+  tail -5 /var/lib/cnilab/dockerd.log >&2
+  exit 1
+}
+
 case "${1:-run}" in
   setup) setup ;;
+  dockerd) start_dockerd ;;
   run)   setup; shift || true; exec .venv/bin/cnilab run "$@" ;;
   test)  setup; shift; exec .venv/bin/pytest "$@" ;;
-  *)     echo "usage: $0 [run|test|setup] [extra arguments]" >&2; exit 2 ;;
+  *)     echo "usage: $0 [run|test|setup|dockerd] [extra arguments]" >&2; exit 2 ;;
 esac

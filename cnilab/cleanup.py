@@ -3,7 +3,8 @@
 Leftovers are recognised by the lab's name pattern (``cl`` + 4 base-36
 characters + ``-``): network namespaces under /run/netns, links in the root
 namespace (the lab never makes any there, so one found is a bug's leftover),
-and processes still running inside a lab namespace. Nothing else is touched.
+processes still running inside a lab namespace, and node containers (by their
+``cnilab.prefix`` label). Nothing else is touched.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute, netns as pyr_netns
 
+from . import nodes
 from .names import PREFIX_RE
 from .nsexec import NETNS_RUN_DIR
 
@@ -23,14 +25,16 @@ class Leftovers:
     namespaces: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     processes: list[tuple[int, str]] = field(default_factory=list)  # (pid, namespace)
+    containers: list[str] = field(default_factory=list)  # Docker node containers (labelled)
 
     def __bool__(self) -> bool:
-        return bool(self.namespaces or self.links or self.processes)
+        return bool(self.namespaces or self.links or self.processes or self.containers)
 
     def describe(self) -> str:
         parts = [f"netns {n}" for n in self.namespaces]
         parts += [f"link {n} (root namespace)" for n in self.links]
         parts += [f"process {pid} in {ns}" for pid, ns in self.processes]
+        parts += [f"container {c}" for c in self.containers]
         return ", ".join(parts) or "nothing"
 
 
@@ -40,7 +44,7 @@ def find(prefixes: set[str] | None = None) -> Leftovers:
     def ours(name: str) -> bool:
         return bool(PREFIX_RE.match(name)) and (prefixes is None or any(name.startswith(p) for p in prefixes))
 
-    found = Leftovers()
+    found = Leftovers(containers=nodes.list_containers(prefixes))
     try:
         found.namespaces = sorted(n for n in os.listdir(NETNS_RUN_DIR) if ours(n))
     except FileNotFoundError:
@@ -91,6 +95,8 @@ def remove(found: Leftovers) -> Leftovers:
             removed.namespaces.append(name)
         except FileNotFoundError:
             pass
+    if found.containers:
+        removed.containers = nodes.remove_containers({c[:7] for c in found.containers})
     return removed
 
 

@@ -29,7 +29,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     from . import cleanup
 
     _need_root("cleanup")
-    removed = cleanup.cleanup()
+    removed = cleanup.cleanup({args.prefix} if args.prefix else None)
     console = Console()
     if removed:
         console.print(f"removed: {removed.describe()}")
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
     run.set_defaults(func=cmd_run)
     clean = sub.add_parser("cleanup", help="remove every leftover lab object of any run (idempotent)")
+    clean.add_argument("--prefix", help="only the objects of one run, e.g. cl7k2q- (as printed by --keep)")
     clean.set_defaults(func=cmd_cleanup)
     doctor = sub.add_parser("doctor", help="check privileges, kernel features and tools, and say how to fix what is missing")
     doctor.set_defaults(func=cmd_doctor)

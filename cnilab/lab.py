@@ -116,6 +116,14 @@ class Lab:
         self.namespaces[name] = ns
         return ns
 
+    def node(self, short: str, kind: str = "netns") -> "Namespace":
+        """A machine of the lab: a namespace (default) or a Docker container's namespace (``kind="docker"``)."""
+        from .nodes import KINDS, docker_node
+
+        if kind not in KINDS:
+            raise LabError(f"Unknown node kind {kind!r}: use one of {', '.join(KINDS)}.")
+        return docker_node(self, short) if kind == "docker" else self.netns(short)
+
     def enter_hints(self) -> list[str]:
         """How to step into each namespace of this lab from a shell."""
         return [f"ip netns exec {name} bash" for name in self.namespaces]

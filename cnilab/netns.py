@@ -21,6 +21,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from . import nsexec
 from .errors import LabError
 from .names import check_ifname
+from .probes import wait_for
 from .step import Step, ip_cmd, ns_cmd, shell
 
 if TYPE_CHECKING:
@@ -131,6 +132,17 @@ class Link:
                                do=lambda: self.ns.ipr.link("set", index=self.index, master=0)))
         return self
 
+    def attach(self, pid: int) -> None:
+        """Name the network namespace of process ``pid`` (a container) as this namespace (``ip netns attach``)."""
+        from .nodes import attach_cmd, run_attach
+
+        def detach() -> None:
+            self.close()
+            pyr_netns.remove(self.name)
+
+        self.lab.apply(Step(shell(*attach_cmd(self.name, pid)), do=lambda: run_attach(self.name, pid),
+                            undo=detach, undo_command=shell("ip", "netns", "del", self.name)))
+
     def delete(self) -> None:
         self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "del", self.name),
                                do=lambda: self.ns.ipr.link("del", index=self.index)))
@@ -170,6 +182,17 @@ class Namespace:
 
         self.lab.apply(Step(shell("ip", "netns", "add", self.name), do=lambda: pyr_netns.create(self.name),
                             undo=remove, undo_command=shell("ip", "netns", "del", self.name)))
+
+    def attach(self, pid: int) -> None:
+        """Name the network namespace of process ``pid`` (a container) as this namespace (``ip netns attach``)."""
+        from .nodes import attach_cmd, run_attach
+
+        def detach() -> None:
+            self.close()
+            pyr_netns.remove(self.name)
+
+        self.lab.apply(Step(shell(*attach_cmd(self.name, pid)), do=lambda: run_attach(self.name, pid),
+                            undo=detach, undo_command=shell("ip", "netns", "del", self.name)))
 
     def delete(self) -> None:
         """Delete this namespace now (``ip netns del``); its links and their veth peers go with it."""
@@ -413,6 +436,17 @@ class Namespace:
 
         self.lab.transcript.append(ns_cmd(self.name, argv) + " &")
         self.lab.defer(f"kill {shell(*argv)}", stop)
+        # return only once the child runs inside the namespace, so what follows (and cleanup) sees it there
+        target = os.stat(nsexec.netns_path(self.name)).st_ino
+
+        def inside() -> bool:
+            if proc.poll() is not None:
+                return True  # it already ended; the caller reads its exit status
+            try:
+                return os.stat(f"/proc/{proc.pid}/ns/net").st_ino == target
+            except FileNotFoundError:
+                return True
+        wait_for(inside, timeout=5, what=f"{argv[0]} to enter {self.name}")
         return proc
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

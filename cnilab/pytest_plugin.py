@@ -26,6 +26,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("cnilab")
     group.addoption("--keep", action="store_true",
                     help="leave each test's lab up after the run and print how to enter it; `cnilab cleanup` removes it")
+    group.addoption("--nodes", choices=("netns", "docker"), default="netns",
+                    help="what a multi-node stage's nodes are: lab namespaces (default) or Docker containers")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,6 +74,20 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         yield the_lab
     if keep and the_lab.namespaces:
         _kept.append(the_lab)
+
+
+@pytest.fixture
+def node_kind(request: pytest.FixtureRequest) -> str:
+    """Name: node_kind. Scope: function. Depends: the ``--nodes`` option.
+
+    What a stage's nodes are made of. Docker nodes skip, with the reason, where Docker cannot run.
+    """
+    kind = request.config.getoption("--nodes")
+    if kind == "docker":
+        from .nodes import require_docker
+
+        return require_docker()
+    return kind
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -35,9 +35,10 @@ def test_cleanup_command_reports_what_it_removed_then_nothing(capsys):
     kept = Lab(keep=True)
     kept.netns("left")
     kept.teardown()
-    assert main(["cleanup"]) == 0
+    # --prefix: a global cleanup would also remove the labs of any other run going on now
+    assert main(["cleanup", "--prefix", kept.prefix]) == 0
     assert f"netns {kept.prefix}left" in capsys.readouterr().out
-    assert main(["cleanup"]) == 0
+    assert main(["cleanup", "--prefix", kept.prefix]) == 0
     assert "nothing to clean up" in capsys.readouterr().out
 
 

@@ -74,10 +74,11 @@ def underlay(lab):
 
 
 @recipe.helper
-def add_node(lab, underlay, n, mode, cluster):
-    """Node `n`: a cable to the underlay (198.18.0.n), forwarding on, a bridge `cni0` with pods,
-    and a VXLAN device joined to every node already in `cluster` (and they to it)."""
-    node_ns = lab.netns(f"node{n}")
+def add_node(lab, underlay, n, mode, cluster, kind="netns"):
+    """Node `n` (a namespace, or a Docker container's namespace): a cable to the underlay (198.18.0.n),
+    forwarding on, a bridge `cni0` with pods, and a VXLAN device joined to every node already in
+    `cluster` (and they to it)."""
+    node_ns = lab.node(f"node{n}", kind)
     eth, port = node_ns.veth("eth0", underlay.ns, f"ul-n{n}")
     port.set_master(underlay).up()
     ip = f"198.18.0.{n}"
@@ -143,12 +144,12 @@ def mode(request):
 
 
 @recipe.fixture
-def cluster(lab, underlay, mode):
-    """Name: cluster. Scope: function. Depends: lab, underlay, mode.
+def cluster(lab, underlay, mode, node_kind):
+    """Name: cluster. Scope: function. Depends: lab, underlay, mode, node_kind.
 
-    NODES nodes with PODS_PER_NODE pods each, joined by the overlay of `mode`.
+    NODES nodes (of `node_kind`) with PODS_PER_NODE pods each, joined by the overlay of `mode`.
     """
     nodes = []
     for n in range(1, NODES + 1):
-        add_node(lab, underlay, n, mode, nodes)
+        add_node(lab, underlay, n, mode, nodes, node_kind)
     return nodes

@@ -85,12 +85,12 @@ def overlay_entries(node):
 
 
 @pytest.mark.parametrize("mode", ["routed"], indirect=True)
-def test_routed_adding_a_node_adds_exactly_three_entries_on_each_node(lab, cluster, underlay, mode):
+def test_routed_adding_a_node_adds_exactly_three_entries_on_each_node(lab, cluster, underlay, mode, node_kind):
     before = [overlay_entries(node) for node in cluster]
     for node, (routes, neigh, fdb) in zip(cluster, before):
         assert (len(routes), len(neigh), len(fdb)) == (NODES - 1,) * 3
         assert all(mac != ZERO_MAC for mac, _ in fdb), "routed mode must not flood"
-    new = add_node(lab, underlay, NODES + 1, mode, cluster)
+    new = add_node(lab, underlay, NODES + 1, mode, cluster, node_kind)
     for node, old in zip(cluster[:NODES], before):
         routes, neigh, fdb = overlay_entries(node)
         assert [r for r in routes if r not in old[0]] == [{"dst": new.subnet, "gateway": new.vtep_ip, "dev": node.vtep.name}]

@@ -1,0 +1,166 @@
+"""Nodes: the lab's stand-ins for machines.
+
+By default a node is a network namespace, like every other lab object. With
+``kind="docker"`` (pytest ``--nodes=docker``) a node is a Docker container, as
+in the seed's setup: started with testcontainers from an image built locally
+(busybox only, never pulled), with no network of Docker's own
+(``network_mode=none``). Its network namespace is then attached under
+/run/netns (``ip netns attach``), so every recipe configures it from outside
+exactly as it configures a plain namespace -- the container needs no tools.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+from typing import TYPE_CHECKING
+
+from .errors import LabError
+from .names import check_nsname
+from .step import Step, shell
+
+if TYPE_CHECKING:
+    from .lab import Lab
+    from .netns import Namespace
+
+IMAGE = "cnilab-node:1"
+LABEL = "cnilab.prefix"
+#: the private daemon `./lab.sh dockerd` starts (no bridge, no iptables: hermetic)
+PRIVATE_SOCKET = "/run/cnilab/docker.sock"
+BUSYBOX = "/bin/busybox"
+KINDS = ("netns", "docker")
+
+
+def docker_host() -> str:
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    if os.path.exists(PRIVATE_SOCKET):
+        return f"unix://{PRIVATE_SOCKET}"
+    return "unix:///var/run/docker.sock"
+
+
+def _client():
+    import docker
+
+    return docker.DockerClient(base_url=docker_host())
+
+
+def docker_unavailable() -> str | None:
+    """Why Docker nodes cannot run here, or None when they can."""
+    try:
+        import docker  # noqa: F401
+        import testcontainers  # noqa: F401
+    except ImportError:
+        return "the Python packages docker/testcontainers are missing: `.venv/bin/pip install -e .`"
+    try:
+        _client().ping()
+    except Exception:  # noqa: BLE001 -- any failure means: no daemon to talk to
+        return (f"no Docker daemon answers at {docker_host()}: start one with `./lab.sh dockerd` "
+                "(private, no bridge, no iptables)")
+    if not _is_static(BUSYBOX):
+        return f"{BUSYBOX} (a static busybox) is needed to build the node image: `apt-get install -y busybox-static`"
+    return None
+
+
+def require_docker() -> str:
+    """For tests: "docker" when Docker nodes can run, else skip the test saying why."""
+    import pytest
+
+    reason = docker_unavailable()
+    if reason:
+        pytest.skip(f"Docker nodes: {reason}")
+    return "docker"
+
+
+def _is_static(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    return b"/lib64/ld-linux" not in head and b"/lib/ld-linux" not in head
+
+
+def ensure_image() -> str:
+    """Build the node image from a rootfs tar (busybox + applet links), like `docker import`; never pull."""
+    client = _client()
+    if not client.images.list(name=IMAGE):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(BUSYBOX, arcname="bin/busybox")
+            for applet in ("sh", "sleep", "ip", "ping"):
+                link = tarfile.TarInfo(f"bin/{applet}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                tar.addfile(link)
+        repo, tag = IMAGE.split(":")
+        client.api.import_image_from_data(buf.getvalue(), repository=repo, tag=tag)
+    return IMAGE
+
+
+def docker_node(lab: "Lab", short: str) -> "Namespace":
+    """Start a node container and attach its network namespace as ``<prefix><short>``."""
+    from testcontainers.core.container import DockerContainer
+
+    from .netns import Namespace
+
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image cannot be pulled
+    os.environ.setdefault("DOCKER_HOST", docker_host())
+    reason = docker_unavailable()
+    if reason:
+        raise LabError(f"Docker nodes are unavailable: {reason}.")
+    name = check_nsname(lab.name(short))
+    container = (DockerContainer(ensure_image())
+                 .with_name(name)
+                 .with_command("/bin/sleep 2147483647")
+                 # --privileged fails where root lacks CAP_SYS_RESOURCE; these caps are enough
+                 .with_kwargs(network_mode="none", labels={LABEL: lab.prefix},
+                              cap_add=["NET_ADMIN", "SYS_ADMIN"],
+                              security_opt=["seccomp=unconfined", "apparmor=unconfined"]))
+
+    def start() -> int:
+        container.start()
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        return wrapped.attrs["State"]["Pid"]
+
+    pid = lab.apply(Step(shell("docker", "run", "-d", "--name", name, "--network", "none", "--cap-add", "NET_ADMIN",
+                               IMAGE, "sleep", "infinity"),
+                         do=start, undo=lambda: container.stop(), undo_command=shell("docker", "rm", "-f", name)))
+    ns = Namespace(lab, name)
+    ns.attach(pid)
+    lab.namespaces[name] = ns
+    return ns
+
+
+def remove_containers(prefixes: set[str] | None) -> list[str]:
+    """Remove lab node containers (of ``prefixes``, or all); [] when no daemon answers."""
+    try:
+        client = _client()
+        found = client.containers.list(all=True, filters={"label": LABEL})
+    except Exception:  # noqa: BLE001 -- no daemon: nothing of ours can be running in it
+        return []
+    removed = []
+    for c in found:
+        if prefixes is None or c.labels.get(LABEL) in prefixes:
+            c.remove(force=True)
+            removed.append(c.name)
+    return removed
+
+
+def list_containers(prefixes: set[str] | None) -> list[str]:
+    try:
+        found = _client().containers.list(all=True, filters={"label": LABEL})
+    except Exception:  # noqa: BLE001
+        return []
+    return sorted(c.name for c in found if prefixes is None or c.labels.get(LABEL) in prefixes)
+
+
+def attach_cmd(name: str, pid: int) -> list[str]:
+    return ["ip", "netns", "attach", name, str(pid)]
+
+
+def run_attach(name: str, pid: int) -> None:
+    done = subprocess.run(attach_cmd(name, pid), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise LabError(f"`{shell(*attach_cmd(name, pid))}` failed: {done.stderr.strip()}")
