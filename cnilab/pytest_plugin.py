@@ -26,6 +26,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("cnilab")
     group.addoption("--keep", action="store_true",
                     help="leave each test's lab up after the run and print how to enter it; `cnilab cleanup` removes it")
+    group.addoption("--cni-plugin", default=None, metavar="PATH",
+                    help="run the stage-07 conformance suite against this CNI plugin executable "
+                         "(default: cnilab's plugin and the reference bridge+host-local)")
     group.addoption("--nodes", choices=("netns", "docker"), default="netns",
                     help="what a multi-node stage's nodes are: lab namespaces (default) or Docker containers")
 

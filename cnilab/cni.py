@@ -1,0 +1,186 @@
+"""A CNI runtime in Python, in the manner of libcni: what a kubelet's container runtime does.
+
+It runs a network configuration list (SPEC section 1) against a pod: each plugin
+executable is found by its ``type`` in the plugin directories and run with the
+CNI_* environment and its configuration on stdin (SPEC section 2); ADD chains
+``prevResult`` from plugin to plugin; results are cached per attachment so that
+CHECK and DEL get the ADD result as ``prevResult`` (SPEC section 3); DEL runs the
+list in reverse; GC passes ``cni.dev/valid-attachments``.
+
+Plugins run inside ``node`` (a lab namespace standing for the machine), so the
+bridges and rules they make never touch the machine's own namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import nsexec
+from .errors import LabError
+
+
+class CNIError(Exception):
+    """A plugin answered with a CNI error (SPEC "Error"): ``code``, ``msg``, ``details``."""
+
+    def __init__(self, plugin: str, code: int, msg: str, details: str = "", raw: dict | None = None):
+        super().__init__(f"{plugin}: CNI error {code}: {msg}" + (f" ({details})" if details else ""))
+        self.plugin, self.code, self.msg, self.details, self.raw = plugin, code, msg, details, raw or {}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    container_id: str
+    netns: str
+    ifname: str = "eth0"
+
+
+class Runtime:
+    """Runs conflists against attachments. ``node``: namespace name the plugins run in (None: here)."""
+
+    def __init__(self, plugin_dirs: list[str | Path], cache_dir: str | Path, node: str | None = None):
+        self.plugin_dirs = [str(d) for d in plugin_dirs]
+        self.cache_dir = Path(cache_dir)
+        self.node = node
+
+    # -- executing one plugin -----------------------------------------------------
+    def find(self, plugin_type: str) -> str:
+        for d in self.plugin_dirs:
+            path = os.path.join(d, plugin_type)
+            if os.access(path, os.X_OK):
+                return path
+        raise LabError(f"No CNI plugin {plugin_type!r} in {':'.join(self.plugin_dirs)}: install it or fix the `type`.")
+
+    def exec_plugin(self, plugin_type: str, command: str, conf: dict | bytes, env: dict[str, str]) -> dict | None:
+        """Run one plugin once; return its JSON result (None when it printed nothing) or raise CNIError."""
+        path = self.find(plugin_type)
+        full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": command,
+                    "CNI_PATH": ":".join(self.plugin_dirs), **env}
+        stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
+        node = self.node
+        done = subprocess.run([path], input=stdin, capture_output=True, env=full_env, timeout=60,
+                              preexec_fn=(lambda: nsexec.enter(node)) if node else None)
+        out = done.stdout.strip()
+        if done.returncode != 0:
+            try:
+                err = json.loads(out)
+            except ValueError:
+                raise CNIError(plugin_type, -1, f"exit {done.returncode} without a JSON error",
+                               (out or done.stderr).decode(errors="replace")[-500:]) from None
+            raise CNIError(plugin_type, err.get("code", -1), err.get("msg", ""), err.get("details", ""), err)
+        return json.loads(out) if out else None
+
+    # -- conflists ----------------------------------------------------------------
+    @staticmethod
+    def plugin_confs(conflist: dict, runtime_config: dict | None = None) -> list[dict]:
+        """Each plugin's config with the list's name and cniVersion (SPEC: the runtime MUST replace them),
+        and the ``runtimeConfig`` keys of the capabilities it declares (CONVENTIONS: capabilities)."""
+        confs = []
+        for p in conflist["plugins"]:
+            conf = {**p, "name": conflist["name"], "cniVersion": conflist["cniVersion"]}
+            caps = {k for k, on in (p.get("capabilities") or {}).items() if on}
+            wanted = {k: v for k, v in (runtime_config or {}).items() if k in caps}
+            if wanted:
+                conf["runtimeConfig"] = wanted
+            confs.append(conf)
+        return confs
+
+    def _env(self, att: Attachment) -> dict[str, str]:
+        return {"CNI_CONTAINERID": att.container_id, "CNI_NETNS": att.netns, "CNI_IFNAME": att.ifname}
+
+    def _cache_path(self, conflist: dict, att: Attachment) -> Path:
+        return self.cache_dir / "results" / f"{conflist['name']}-{att.container_id}-{att.ifname}"
+
+    def _cache(self, conflist: dict, att: Attachment) -> dict:
+        try:
+            return json.loads(self._cache_path(conflist, att).read_text())
+        except FileNotFoundError:
+            return {}
+
+    def cached(self, conflist: dict, att: Attachment) -> dict | None:
+        return self._cache(conflist, att).get("result")
+
+    def add(self, conflist: dict, att: Attachment, runtime_config: dict | None = None) -> dict:
+        prev = None
+        for conf in self.plugin_confs(conflist, runtime_config):
+            if prev is not None:
+                conf["prevResult"] = prev
+            prev = self.exec_plugin(conf["type"], "ADD", conf, self._env(att)) or prev
+        path = self._cache_path(conflist, att)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"kind": "cniCacheV1", "containerId": att.container_id, "ifName": att.ifname,
+                                    "networkName": conflist["name"], "result": prev, "runtimeConfig": runtime_config}))
+        return prev
+
+    def check(self, conflist: dict, att: Attachment) -> None:
+        if str(conflist.get("disableCheck", "")).lower() == "true":
+            return  # SPEC 1: runtimes must not call CHECK for such a list
+        cache = self._cache(conflist, att)
+        prev = cache.get("result")
+        for conf in self.plugin_confs(conflist, cache.get("runtimeConfig")):
+            self.exec_plugin(conf["type"], "CHECK", {**conf, "prevResult": prev}, self._env(att))
+
+    def delete(self, conflist: dict, att: Attachment) -> None:
+        cache = self._cache(conflist, att)
+        prev = cache.get("result")
+        for conf in reversed(self.plugin_confs(conflist, cache.get("runtimeConfig"))):
+            self.exec_plugin(conf["type"], "DEL", {**conf, **({"prevResult": prev} if prev else {})}, self._env(att))
+        self._cache_path(conflist, att).unlink(missing_ok=True)
+
+    def gc(self, conflist: dict, valid: list[Attachment]) -> None:
+        attachments = [{"containerID": a.container_id, "ifname": a.ifname} for a in valid]
+        for conf in self.plugin_confs(conflist):
+            self.exec_plugin(conf["type"], "GC", {**conf, "cni.dev/valid-attachments": attachments}, {})
+
+    def status(self, conflist: dict) -> None:
+        for conf in self.plugin_confs(conflist):
+            self.exec_plugin(conf["type"], "STATUS", conf, {})
+
+    def version(self, plugin_type: str, cni_version: str = "1.1.0") -> dict:
+        return self.exec_plugin(plugin_type, "VERSION", {"cniVersion": cni_version}, {})
+
+
+SHIM = """#!{python} -IS
+# cnilab CNI plugin (installed by `cnilab plugin install`); its code is in .cnilab/ beside this file.
+import sys
+sys.path.insert(0, sys.argv[0].rpartition("/")[0] + "/.cnilab")
+from cnilab_cni.plugin import main
+sys.exit(main())
+"""
+
+
+def install_plugin(bin_dir: str | Path, name: str = "cnilab", python: str | None = None) -> Path:
+    """Install cnilab's plugin into a runtime's plugin directory as the executable ``bin_dir/name``.
+
+    The code goes to ``bin_dir/.cnilab/`` precompiled (unchecked-hash .pyc, so no source is
+    compiled or even stat'ed per call) and the executable is a 5-line shim run by ``python -IS``:
+    no site, no venv, no zipapp/runpy machinery -- start-up is most of a plugin call.
+    """
+    import shutil
+    import tempfile
+
+    source = Path(__file__).resolve().parent.parent / "plugin" / "cnilab_cni"
+    if not source.is_dir():
+        raise LabError(f"The plugin sources are not at {source}: run from a checkout of cnilab.")
+    python = python or ("/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else os.path.realpath(os.sys.executable))
+    bin_dir = Path(bin_dir)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".cnilab-", dir=bin_dir))
+    staging.chmod(0o755)
+    shutil.copytree(source, staging / "cnilab_cni", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([python, "-IS", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(staging)], check=True)
+    lib = bin_dir / ".cnilab"
+    old = bin_dir / f".cnilab.old.{os.getpid()}"
+    if lib.exists():
+        lib.rename(old)
+    staging.rename(lib)
+    shutil.rmtree(old, ignore_errors=True)
+    shim = bin_dir / f".{name}.tmp"
+    shim.write_text(SHIM.format(python=python))
+    shim.chmod(0o755)
+    os.replace(shim, bin_dir / name)  # atomic: a runtime never runs half a plugin
+    return bin_dir / name

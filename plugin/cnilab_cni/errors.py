@@ -1,0 +1,23 @@
+"""CNI errors: JSON ``{cniVersion, code, msg, details}`` on stdout and a non-zero exit (SPEC "Error")."""
+
+# Well-known codes (SPEC "Well-known Error Codes")
+INCOMPATIBLE_VERSION = 1
+UNSUPPORTED_FIELD = 2
+CONTAINER_UNKNOWN = 3
+INVALID_ENV = 4
+IO_FAILURE = 5
+DECODE_FAILURE = 6
+INVALID_CONFIG = 7
+TRY_AGAIN_LATER = 11
+NOT_AVAILABLE = 50
+# cnilab's own (100+)
+POOL_EXHAUSTED = 100
+IFNAME_EXISTS = 101
+CHECK_FAILED = 102
+INTERNAL = 199
+
+
+class CniError(Exception):
+    def __init__(self, code: int, msg: str, details: str = ""):
+        super().__init__(msg)
+        self.code, self.msg, self.details = code, msg, details

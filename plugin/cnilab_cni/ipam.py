@@ -1,0 +1,154 @@
+"""cnilab's IPAM, in the style of the reference host-local plugin.
+
+State lives in ``dataDir/<network>/``: one file per allocated address, named by
+the address and holding ``containerID`` and ``ifname``, plus ``last_reserved_ip``.
+A reservation is made atomically and crash-safely: the record is written to a
+temporary file first, then hard-linked to the address's name (``link`` fails if
+the address is taken), so a crash leaves either no reservation or a complete one.
+An flock on ``lock`` serialises allocators; waiting longer than the timeout is
+"try again later" (code 11).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from . import addr
+from .errors import INVALID_CONFIG, IO_FAILURE, POOL_EXHAUSTED, TRY_AGAIN_LATER, CniError
+
+LOCK_TIMEOUT = 10.0
+
+
+class Pool:
+    def __init__(self, ipam: dict, network: str):
+        if not isinstance(ipam, dict) or "subnet" not in ipam:
+            raise CniError(INVALID_CONFIG, "ipam.subnet is missing", 'add "ipam": {"type": "cnilab", "subnet": "10.22.0.0/16"}')
+        self.net, self.plen = addr.parse_cidr(ipam["subnet"])
+        if self.plen > 30:
+            raise CniError(INVALID_CONFIG, f"subnet {ipam['subnet']} is too small", "a pod subnet needs room for a gateway and pods: /30 or larger")
+        size = 1 << (32 - self.plen)
+        first, last = self.net + 1, self.net + size - 2
+        self.gateway = addr.to_int(ipam["gateway"]) if ipam.get("gateway") else first
+        self.start = addr.to_int(ipam["rangeStart"]) if ipam.get("rangeStart") else first
+        self.end = addr.to_int(ipam["rangeEnd"]) if ipam.get("rangeEnd") else last
+        for name, value in (("gateway", self.gateway), ("rangeStart", self.start), ("rangeEnd", self.end)):
+            if not first <= value <= last:
+                raise CniError(INVALID_CONFIG, f"ipam.{name} {addr.to_str(value)} is outside subnet {ipam['subnet']}")
+        if self.start > self.end:
+            raise CniError(INVALID_CONFIG, "ipam.rangeStart is after ipam.rangeEnd")
+        self.dir = os.path.join(ipam.get("dataDir") or "/var/lib/cni/cnilab", network)
+
+    @property
+    def capacity(self) -> int:
+        return self.end - self.start + 1 - (self.start <= self.gateway <= self.end)
+
+    # -- state on disk ------------------------------------------------------------
+    def _lock(self) -> int:
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CniError(IO_FAILURE, f"cannot use the IPAM data directory {self.dir}: {exc.strerror}") from None
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise CniError(TRY_AGAIN_LATER, f"the IPAM lock in {self.dir} is busy", "another ADD/DEL holds it; retry") from None
+                time.sleep(0.001)
+
+    def _entries(self) -> dict[int, tuple[str, str]]:
+        out = {}
+        for name in os.listdir(self.dir):
+            if name.count(".") == 3 and name[0].isdigit():
+                try:
+                    with open(os.path.join(self.dir, name)) as f:
+                        cid, _, ifname = f.read().partition("\n")
+                except FileNotFoundError:
+                    continue
+                out[addr.to_int(name)] = (cid, ifname.strip())
+        return out
+
+    def _write_atomic(self, path: str, data: str, *, exclusive: bool) -> bool:
+        """Write ``data`` to a temporary file, then link (exclusive) or rename it into place.
+
+        Records are fsynced before they appear; the last-reserved hint is not (losing it costs nothing).
+        """
+        tmp = f"{path}.tmp.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data.encode())
+            if exclusive:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            if exclusive:
+                os.link(tmp, path)  # fails if the address is already taken
+            else:
+                os.replace(tmp, path)
+                return True
+        except FileExistsError:
+            return False
+        finally:
+            if exclusive:
+                os.unlink(tmp)
+        return True
+
+    # -- operations ---------------------------------------------------------------
+    def reserve(self, cid: str, ifname: str) -> int:
+        fd = self._lock()
+        try:
+            entries = self._entries()
+            for ip, owner in entries.items():
+                if owner == (cid, ifname):
+                    return ip  # a retried ADD of the same attachment keeps its address
+            try:
+                with open(os.path.join(self.dir, "last_reserved_ip")) as f:
+                    last = addr.to_int(f.read().strip())
+            except (FileNotFoundError, CniError):
+                last = self.end
+            span = self.end - self.start + 1
+            for step in range(1, span + 1):
+                ip = self.start + (last - self.start + step) % span
+                if ip == self.gateway or ip in entries:
+                    continue
+                if self._write_atomic(os.path.join(self.dir, addr.to_str(ip)), f"{cid}\n{ifname}", exclusive=True):
+                    self._write_atomic(os.path.join(self.dir, "last_reserved_ip"), addr.to_str(ip), exclusive=False)
+                    return ip
+            raise CniError(POOL_EXHAUSTED, f"no free address left in {addr.to_str(self.net)}/{self.plen}",
+                           f"all {self.capacity} addresses are allocated; release pods or widen the range")
+        finally:
+            os.close(fd)
+
+    def release(self, cid: str, ifname: str) -> list[int]:
+        return self._release(lambda owner: owner == (cid, ifname))
+
+    def keep_only(self, valid: set[tuple[str, str]]) -> list[int]:
+        """GC: release every address whose attachment is not in ``valid``."""
+        return self._release(lambda owner: owner not in valid)
+
+    def _release(self, doomed) -> list[int]:
+        if not os.path.isdir(self.dir):
+            return []
+        fd = self._lock()
+        try:
+            gone = []
+            for ip, owner in self._entries().items():
+                if doomed(owner):
+                    try:
+                        os.unlink(os.path.join(self.dir, addr.to_str(ip)))
+                    except FileNotFoundError:
+                        pass
+                    gone.append(ip)
+            return gone
+        finally:
+            os.close(fd)
+
+    def used(self) -> int:
+        return len(self._entries()) if os.path.isdir(self.dir) else 0

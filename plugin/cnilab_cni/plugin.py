@@ -1,0 +1,309 @@
+"""The verbs: ADD, DEL, CHECK, VERSION, STATUS, GC (CNI SPEC 1.1.0, section 2 "Execution protocol").
+
+ADD does what stages 02-05 of the lab teach, in one program: the bridge with the
+gateway address (stage 03), a veth per attachment whose pod end is born in the
+pod's namespace as CNI_IFNAME (stage 02), addresses and the default route
+(stages 02, 05), MTU, and optionally a MASQUERADE rule (stage 05).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import SUPPORTED_VERSIONS, addr, fastjson
+from .errors import (CHECK_FAILED, DECODE_FAILURE, IFNAME_EXISTS, INCOMPATIBLE_VERSION, INTERNAL,
+                     INVALID_CONFIG, INVALID_ENV, NOT_AVAILABLE, CniError)
+from .ipam import Pool
+from .netlink import IFF_UP, Netlink, NetlinkError
+
+# nsenter (setns via _ctypes) and nat (iptables) are imported only by the verbs that need
+# them: DEL, the verb a runtime waits on most, pays for neither.
+
+ENV_HELP = {
+    "CNI_COMMAND": "one of ADD, DEL, CHECK, VERSION, STATUS, GC",
+    "CNI_CONTAINERID": "the container's ID",
+    "CNI_NETNS": "the path of the container's network namespace, e.g. /var/run/netns/NAME",
+    "CNI_IFNAME": "the interface name to create in the container, e.g. eth0",
+}
+
+
+def version_tuple(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in str(v).split("."))
+    except ValueError:
+        return (0,)
+
+
+class Config:
+    """The network configuration on stdin, validated (SPEC section 1)."""
+
+    def __init__(self, raw: bytes):
+        try:
+            conf = fastjson.loads(raw)
+        except ValueError as exc:
+            raise CniError(DECODE_FAILURE, "the network configuration on stdin is not valid JSON", str(exc)) from None
+        if not isinstance(conf, dict):
+            raise CniError(DECODE_FAILURE, "the network configuration must be a JSON object")
+        self.raw = conf
+        self.version = conf.get("cniVersion", "")
+        if self.version not in SUPPORTED_VERSIONS:
+            raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {self.version!r} is not supported",
+                           f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+        self.name = conf.get("name") or ""
+        if not self.name or not (self.name[0].isalnum() and all(c.isalnum() or c in "_.-" for c in self.name)):
+            raise CniError(INVALID_CONFIG, f"network name {self.name!r} is missing or invalid",
+                           "start with a letter or digit; then letters, digits, '_', '.', '-'")
+        self.bridge = conf.get("bridge", "cni0")
+        if not isinstance(self.bridge, str) or not 0 < len(self.bridge.encode()) <= 15:
+            raise CniError(INVALID_CONFIG, f"bridge name {self.bridge!r} must be 1 to 15 bytes (IFNAMSIZ)")
+        self.mtu = conf.get("mtu", 1500)
+        if not isinstance(self.mtu, int) or not 68 <= self.mtu <= 65535:
+            raise CniError(INVALID_CONFIG, f"mtu {self.mtu!r} is out of range", "IPv4 needs 68 to 65535")
+        self.is_gateway = conf.get("isGateway", True)
+        self.default_route = conf.get("isDefaultGateway", True)
+        self.ip_masq = bool(conf.get("ipMasq", False))
+        ipam = conf.get("ipam") or {}
+        if ipam.get("type") not in ("cnilab", None):
+            raise CniError(INVALID_CONFIG, f"ipam.type {ipam.get('type')!r} is not supported",
+                           'cnilab allocates addresses itself: set "ipam": {"type": "cnilab", "subnet": ...}')
+        self.pool = Pool(ipam, self.name)
+        self.ipam = ipam
+        self.subnet = f"{addr.to_str(self.pool.net)}/{self.pool.plen}"
+        self.gateway = addr.to_str(self.pool.gateway)
+
+
+def env(name: str, required: bool = True) -> str:
+    value = os.environ.get(name, "")
+    if required and not value:
+        raise CniError(INVALID_ENV, f"{name} is not set", f"the runtime must set {name}: {ENV_HELP.get(name, '')}")
+    return value
+
+
+def attachment_id(cid: str, ifname: str) -> str:
+    import _sha1  # hashlib costs 4 ms; its sha1 core is builtin
+
+    return _sha1.sha1(f"{cid}/{ifname}".encode()).hexdigest()[:12]
+
+
+def host_veth(cid: str, ifname: str) -> str:
+    """The host end's name, derived from the attachment: DEL finds it even without the netns."""
+    return "vc" + attachment_id(cid, ifname)
+
+
+def check_ifname(ifname: str) -> str:
+    if not 0 < len(ifname.encode()) <= 15 or "/" in ifname or " " in ifname:
+        raise CniError(INVALID_ENV, f"CNI_IFNAME {ifname!r} is not a valid interface name", "1 to 15 bytes, no '/' or space")
+    return ifname
+
+
+def result(conf: Config, bridge: dict, host: dict, cont: dict, netns: str, ip: str) -> dict:
+    """The ADD result in the layout of the requested cniVersion (SPEC section 5 "Result types")."""
+    ipinfo = {"address": f"{ip}/{conf.pool.plen}", "interface": 2}
+    if conf.is_gateway:
+        ipinfo["gateway"] = conf.gateway
+    if version_tuple(conf.version) < (1, 0, 0):
+        ipinfo["version"] = "4"
+    out = {
+        "cniVersion": conf.version,
+        "interfaces": [{"name": bridge["name"], "mac": bridge["mac"]},
+                       {"name": host["name"], "mac": host["mac"]},
+                       {"name": cont["name"], "mac": cont["mac"], "sandbox": netns}],
+        "ips": [ipinfo],
+        "routes": [{"dst": "0.0.0.0/0", "gw": conf.gateway}] if conf.default_route and conf.is_gateway else [],
+        "dns": conf.raw.get("dns") or {},
+    }
+    if version_tuple(conf.version) >= (1, 1, 0):
+        out["interfaces"][2]["mtu"] = conf.mtu
+    for r in conf.ipam.get("routes") or []:
+        out["routes"].append({"dst": r["dst"], **({"gw": r["gw"]} if r.get("gw") else {})})
+    return out
+
+
+def _fault(point: str) -> None:
+    """Test hook: CNILAB_CNI_FAULT=POINT kills the plugin there, to prove DEL cleans up after a crash."""
+    if os.environ.get("CNILAB_CNI_FAULT") == point:
+        os._exit(137)
+
+
+def ensure_bridge(nl: Netlink, conf: Config) -> dict:
+    br = nl.link(conf.bridge)
+    if br is None:
+        try:
+            nl.add_bridge(conf.bridge, conf.mtu)
+        except NetlinkError as exc:
+            if exc.errno != 17:  # a parallel ADD created it first
+                raise
+        br = nl.link(conf.bridge)
+    elif br["kind"] != "bridge":
+        raise CniError(INVALID_CONFIG, f"{conf.bridge} exists but is a {br['kind'] or 'plain'} link, not a bridge")
+    if not br["flags"] & IFF_UP:
+        nl.set_link(br["index"], up=True)
+    if conf.is_gateway:
+        nl.add_addr(br["index"], conf.gateway, conf.pool.plen)
+    if conf.is_gateway or conf.ip_masq:
+        with open("/proc/sys/net/ipv4/ip_forward", "r+") as f:
+            if f.read().strip() != "1":
+                f.seek(0)
+                f.write("1")
+    return br
+
+
+def cmd_add(conf: Config) -> dict:
+    cid, netns, ifname = env("CNI_CONTAINERID"), env("CNI_NETNS"), check_ifname(env("CNI_IFNAME"))
+    try:
+        ns_fd = os.open(netns, os.O_RDONLY)
+    except OSError as exc:
+        raise CniError(INVALID_ENV, f"CNI_NETNS {netns} cannot be opened: {exc.strerror}", "pass an existing network namespace path") from None
+    from .nsenter import InNetns
+
+    nl = Netlink()
+    with InNetns(netns):
+        inner = Netlink()  # bound to the pod's namespace for as long as it lives
+    try:
+        if inner.link(ifname) is not None:
+            raise CniError(IFNAME_EXISTS, f"interface {ifname} already exists in {netns}", "choose another CNI_IFNAME or DEL first")
+        bridge = ensure_bridge(nl, conf)
+        ip = addr.to_str(conf.pool.reserve(cid, ifname))
+        host_name = host_veth(cid, ifname)
+        try:
+            nl.del_link(host_name)  # left by a crashed ADD of the same attachment
+            nl.add_veth(host_name, ifname, ns_fd, conf.mtu)
+            _fault("after-veth")
+            host = nl.link(host_name)
+            nl.set_link(host["index"], master=bridge["index"], up=True)
+            cont = inner.link(ifname)
+            inner.add_addr(cont["index"], ip, conf.pool.plen)
+            inner.set_link(cont["index"], up=True)
+            if conf.default_route and conf.is_gateway:
+                inner.add_route("0.0.0.0", 0, conf.gateway, cont["index"])
+            for r in conf.ipam.get("routes") or []:
+                dst, plen = addr.parse_cidr(r["dst"])
+                inner.add_route(addr.to_str(dst), plen, r.get("gw") or conf.gateway, cont["index"])
+            if conf.ip_masq:
+                from . import nat
+
+                nat.masquerade(ip, conf.subnet, conf.name, attachment_id(cid, ifname))
+            _fault("after-masq")
+        except BaseException:
+            nl.del_link(host_name)
+            conf.pool.release(cid, ifname)
+            raise
+        return result(conf, bridge, host, cont, netns, ip)
+    finally:
+        inner.close()
+        nl.close()
+        os.close(ns_fd)
+
+
+def cmd_del(conf: Config) -> None:
+    """Idempotent: every step tolerates the thing being gone already (SPEC: DEL must not fail on missing resources)."""
+    cid, ifname = env("CNI_CONTAINERID"), env("CNI_IFNAME")
+    nl = Netlink()
+    try:
+        nl.del_link(host_veth(cid, ifname))  # its peer in the pod goes with it
+    finally:
+        nl.close()
+    if conf.ip_masq:
+        from . import nat
+
+        nat.remove(conf.name, only=attachment_id(cid, ifname))
+    conf.pool.release(cid, ifname)
+
+
+def cmd_check(conf: Config) -> None:
+    if version_tuple(conf.version) < (0, 4, 0):
+        raise CniError(INCOMPATIBLE_VERSION, f"CHECK does not exist in cniVersion {conf.version}", "use 0.4.0 or later")
+    cid, netns, ifname = env("CNI_CONTAINERID"), env("CNI_NETNS"), env("CNI_IFNAME")
+    prev = conf.raw.get("prevResult")
+    if not isinstance(prev, dict):
+        raise CniError(INVALID_CONFIG, "CHECK needs prevResult", "the runtime passes the cached ADD result as prevResult")
+    nl = Netlink()
+    try:
+        host = nl.link(host_veth(cid, ifname))
+        br = nl.link(conf.bridge)
+        if host is None or br is None or host["master"] != br["index"]:
+            raise CniError(CHECK_FAILED, f"the host end of {ifname} is missing or not on bridge {conf.bridge}")
+    finally:
+        nl.close()
+    if not os.path.exists(netns):
+        raise CniError(CHECK_FAILED, f"network namespace {netns} is gone")
+    from .nsenter import InNetns
+
+    with InNetns(netns):
+        inner = Netlink()
+    try:
+        cont = inner.link(ifname)
+        if cont is None:
+            raise CniError(CHECK_FAILED, f"interface {ifname} is missing in {netns}")
+        have = {f"{ip}/{plen}" for _, ip, plen in inner.addrs(cont["index"])}
+        for ipc in prev.get("ips") or []:
+            if ipc["address"] not in have:
+                raise CniError(CHECK_FAILED, f"address {ipc['address']} is missing on {ifname}", f"present: {sorted(have) or 'none'}")
+        routes = inner.routes()
+        for r in prev.get("routes") or []:
+            dst, plen = r["dst"].split("/")
+            if not any(d == dst and p == int(plen) for d, p, _, _ in routes):
+                raise CniError(CHECK_FAILED, f"route {r['dst']} is missing in {netns}")
+    finally:
+        inner.close()
+
+
+def cmd_gc(conf: Config) -> None:
+    valid = {(a.get("containerID", ""), a.get("ifname", "")) for a in conf.raw.get("cni.dev/valid-attachments") or []}
+    conf.pool.keep_only(valid)
+    keep_hosts = {host_veth(c, i) for c, i in valid}
+    nl = Netlink()
+    try:
+        br = nl.link(conf.bridge)
+        if br is not None:
+            for link in nl.links():
+                if link["master"] == br["index"] and link["name"].startswith("vc") and link["name"] not in keep_hosts:
+                    nl.del_link(link["name"])
+    finally:
+        nl.close()
+    if conf.ip_masq:
+        from . import nat
+
+        nat.remove(conf.name, keep={attachment_id(c, i) for c, i in valid})
+
+
+def cmd_status(conf: Config) -> None:
+    if conf.pool.used() >= conf.pool.capacity:
+        raise CniError(NOT_AVAILABLE, f"the address pool of {conf.name} is exhausted", "ADD would fail until pods are deleted")
+
+
+def run(command: str, stdin: bytes) -> dict | None:
+    if command == "VERSION":
+        try:
+            asked = fastjson.loads(stdin).get("cniVersion") if stdin.strip() else None
+        except (ValueError, AttributeError):
+            asked = None
+        return {"cniVersion": asked if asked in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[-1],
+                "supportedVersions": SUPPORTED_VERSIONS}
+    verbs = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
+    if command not in verbs:
+        raise CniError(INVALID_ENV, f"CNI_COMMAND {command!r} is unknown", ENV_HELP["CNI_COMMAND"])
+    return verbs[command](Config(stdin))
+
+
+def main() -> int:
+    stdin = sys.stdin.buffer.read()
+    version = SUPPORTED_VERSIONS[-1]
+    try:
+        try:
+            asked = fastjson.loads(stdin).get("cniVersion")
+            version = asked if asked in SUPPORTED_VERSIONS else version
+        except Exception:  # noqa: BLE001 -- reported properly by Config below
+            pass
+        out = run(env("CNI_COMMAND"), stdin)
+    except CniError as err:
+        sys.stdout.write(fastjson.dumps({"cniVersion": version, "code": err.code, "msg": err.msg, "details": err.details}))
+        return 1
+    except Exception as exc:  # noqa: BLE001 -- a plugin must answer in JSON whatever happens
+        sys.stdout.write(fastjson.dumps({"cniVersion": version, "code": INTERNAL, "msg": f"internal error: {exc}",
+                                         "details": type(exc).__name__}))
+        return 1
+    if out is not None:
+        sys.stdout.write(fastjson.dumps(out))
+    return 0

@@ -1,0 +1,155 @@
+"""Stage 07 -- a CNI plugin, and the runtime that calls it.
+
+Everything of stages 02-05 becomes one program a container runtime runs per pod:
+``plugin/cnilab_cni`` (ADD, DEL, CHECK, VERSION, STATUS, GC). The tests here are a
+conformance suite: they drive a plugin through ``cnilab.cni.Runtime`` (a libcni
+in Python) and check the CNI specification, section by section. They run against
+cnilab's plugin AND the reference ``bridge`` + ``host-local`` plugins, which
+proves the suite demands nothing the reference does not do -- except where the
+reference predates spec 1.1.0, which the tests say and mark.
+
+``--cni-plugin PATH`` runs the suite against another plugin that takes the
+reference bridge's configuration (``bridge``, ``isGateway``, ``mtu``, ``ipMasq``,
+``ipam`` host-local style).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from cnilab.cni import Attachment, Runtime, install_plugin
+from cnilab.recipe import Recipe
+
+recipe = Recipe(7, "a CNI plugin (ADD/DEL/CHECK/VERSION/STATUS/GC) as a runtime calls it")
+
+REFERENCE_DIR = "/usr/lib/cni"
+SUBNET, GATEWAY = "10.22.0.0/16", "10.22.0.1"
+NETWORK = "labnet"
+_ids = itertools.count(1)
+
+
+@dataclass
+class PluginUnderTest:
+    """A plugin and how to configure it (the reference bridge's schema)."""
+
+    name: str
+    type: str
+    bin_dirs: list[str]
+    ipam_type: str
+    reference: bool = False
+
+    def conf(self, data_dir: Path, subnet: str = SUBNET, **extra) -> dict:
+        conf = {"type": self.type, "bridge": "cni0", "isGateway": True, "isDefaultGateway": True, "mtu": 1500,
+                "ipam": {"type": self.ipam_type, "subnet": subnet, "dataDir": str(data_dir)}}
+        conf.update(extra)
+        return conf
+
+    def differs(self, request: pytest.FixtureRequest, why: str) -> None:
+        """Mark a test the reference legitimately fails: strict xfail, so it must really fail."""
+        if self.reference:
+            request.applymarker(pytest.mark.xfail(strict=True, reason=f"reference plugins v1.1.1: {why}"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cni_plugin" in metafunc.fixturenames:
+        custom = metafunc.config.getoption("--cni-plugin")
+        params = [custom] if custom else ["cnilab", "reference"]
+        metafunc.parametrize("cni_plugin", params, indirect=True, ids=[Path(p).name for p in params])
+
+
+@pytest.fixture(scope="session")
+def cnilab_bin(tmp_path_factory) -> Path:
+    """Name: cnilab_bin. Scope: session. cnilab's plugin installed as a runtime would find it."""
+    bin_dir = tmp_path_factory.mktemp("cni-bin")
+    install_plugin(bin_dir)
+    return bin_dir
+
+
+@pytest.fixture
+def cni_plugin(request, cnilab_bin) -> PluginUnderTest:
+    """Name: cni_plugin. Scope: function. The plugin under test (parametrized)."""
+    which = request.param
+    if which == "cnilab":
+        return PluginUnderTest("cnilab", "cnilab", [str(cnilab_bin), REFERENCE_DIR], "cnilab")
+    if which == "reference":
+        if not os.access(f"{REFERENCE_DIR}/bridge", os.X_OK):
+            pytest.skip("the reference plugins are missing: apt-get install -y containernetworking-plugins")
+        return PluginUnderTest("reference", "bridge", [REFERENCE_DIR], "host-local", reference=True)
+    path = Path(which).resolve()
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"--cni-plugin {which}: no executable there")
+    return PluginUnderTest(path.name, path.name, [str(path.parent), REFERENCE_DIR],
+                           "cnilab" if path.name == "cnilab" else "host-local")
+
+
+@recipe.fixture
+def node(lab):
+    """Name: node. Scope: function. Depends: lab.
+
+    The machine the runtime and its plugins run on: a lab namespace, so the plugin's bridge,
+    sysctls and NAT rules never touch the real machine.
+    """
+    return lab.netns("node")
+
+
+@dataclass
+class Harness:
+    """A runtime on ``node`` driving ``plugin``, with pods on demand."""
+
+    lab: object
+    node: object
+    plugin: PluginUnderTest
+    runtime: Runtime
+    data_dir: Path
+    pods: dict = field(default_factory=dict)
+
+    def conflist(self, version: str = "1.0.0", chain: list[dict] | None = None, **extra) -> dict:
+        return {"cniVersion": version, "name": NETWORK,
+                "plugins": [self.plugin.conf(self.data_dir, **extra), *(chain or [])]}
+
+    def pod(self, name: str | None = None):
+        name = name or f"p{next(_ids)}"
+        ns = self.lab.netns(name)
+        self.pods[name] = ns
+        return ns
+
+    def attachment(self, pod, ifname: str = "eth0") -> Attachment:
+        return Attachment(f"ctr-{pod.short}", f"/run/netns/{pod.name}", ifname)
+
+    def allocated(self) -> list[str]:
+        """Addresses the plugin's IPAM holds on disk (cnilab and host-local keep one file per address)."""
+        d = self.data_dir / NETWORK
+        return sorted(n for n in os.listdir(d) if n.count(".") == 3 and n[0].isdigit()) if d.is_dir() else []
+
+    def nat_rules(self) -> list[str]:
+        return self.node.iptables_rules("nat")
+
+
+@pytest.fixture
+def cni(lab, node, cni_plugin, tmp_path) -> Harness:
+    """Name: cni. Scope: function. Depends: lab, node, cni_plugin. The runtime and the plugin under test."""
+    runtime = Runtime(cni_plugin.bin_dirs, tmp_path / "cache", node=node.name)
+    return Harness(lab, node, cni_plugin, runtime, tmp_path / "ipam")
+
+
+def result_ip(result: dict) -> str:
+    return result["ips"][0]["address"].split("/")[0]
+
+
+def sandbox_interface(result: dict) -> dict:
+    return next(i for i in result["interfaces"] if i.get("sandbox"))
+
+
+def host_interface(result: dict) -> dict:
+    """The host end of the veth: an interface without sandbox that is not the bridge."""
+    return next(i for i in result["interfaces"] if not i.get("sandbox") and i["name"] != "cni0")
+
+
+def as_json(err) -> dict:
+    return json.loads(json.dumps(err.raw))
