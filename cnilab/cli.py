@@ -44,6 +44,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor()
 
 
+def cmd_plugin_install(args: argparse.Namespace) -> int:
+    from .cni import install_plugin
+
+    target = install_plugin(args.bin_dir, args.name)
+    print(f"installed {target} (code in {target.parent / '.cnilab'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnilab", description="The verifiable lab for container networking.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     clean.set_defaults(func=cmd_cleanup)
     doctor = sub.add_parser("doctor", help="check privileges, kernel features and tools, and say how to fix what is missing")
     doctor.set_defaults(func=cmd_doctor)
+    plugin = sub.add_parser("plugin", help="cnilab's CNI plugin")
+    plugin_sub = plugin.add_subparsers(dest="plugin_command", required=True)
+    inst = plugin_sub.add_parser("install", help="install the plugin into a runtime's CNI bin dir (e.g. /opt/cni/bin)")
+    inst.add_argument("bin_dir")
+    inst.add_argument("--name", default="cnilab", help="its type name in conflists (default: cnilab)")
+    inst.set_defaults(func=cmd_plugin_install)
     return parser
 
 

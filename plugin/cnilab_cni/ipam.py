@@ -1,7 +1,10 @@
 """cnilab's IPAM, in the style of the reference host-local plugin.
 
 State lives in ``dataDir/<network>/``: one file per allocated address, named by
-the address and holding ``containerID`` and ``ifname``, plus ``last_reserved_ip``.
+the address and holding ``containerID`` and ``ifname`` (host-local's layout), an
+index file ``att-<attachment id>`` naming the address of each attachment (so ADD
+and DEL never read every record: their cost does not grow with the pod count),
+and ``last_reserved_ip``.
 A reservation is made atomically and crash-safely: the record is written to a
 temporary file first, then hard-linked to the address's name (``link`` fails if
 the address is taken), so a crash leaves either no reservation or a complete one.
@@ -101,13 +104,23 @@ class Pool:
         return True
 
     # -- operations ---------------------------------------------------------------
-    def reserve(self, cid: str, ifname: str) -> int:
+    def _index(self, attachment: str) -> str:
+        return os.path.join(self.dir, f"att-{attachment}")
+
+    def _indexed(self, attachment: str) -> int | None:
+        try:
+            with open(self._index(attachment)) as f:
+                return addr.to_int(f.read().strip())
+        except (FileNotFoundError, CniError):
+            return None
+
+    def reserve(self, cid: str, ifname: str, attachment: str) -> int:
         fd = self._lock()
         try:
-            entries = self._entries()
-            for ip, owner in entries.items():
-                if owner == (cid, ifname):
-                    return ip  # a retried ADD of the same attachment keeps its address
+            mine = self._indexed(attachment)
+            if mine is not None and os.path.exists(os.path.join(self.dir, addr.to_str(mine))):
+                return mine  # a retried ADD of the same attachment keeps its address
+            taken = {n for n in os.listdir(self.dir) if n[0].isdigit() and n.count(".") == 3}
             try:
                 with open(os.path.join(self.dir, "last_reserved_ip")) as f:
                     last = addr.to_int(f.read().strip())
@@ -116,36 +129,59 @@ class Pool:
             span = self.end - self.start + 1
             for step in range(1, span + 1):
                 ip = self.start + (last - self.start + step) % span
-                if ip == self.gateway or ip in entries:
+                name = addr.to_str(ip)
+                if ip == self.gateway or name in taken:
                     continue
-                if self._write_atomic(os.path.join(self.dir, addr.to_str(ip)), f"{cid}\n{ifname}", exclusive=True):
-                    self._write_atomic(os.path.join(self.dir, "last_reserved_ip"), addr.to_str(ip), exclusive=False)
+                if self._write_atomic(os.path.join(self.dir, name), f"{cid}\n{ifname}", exclusive=True):
+                    self._write_atomic(self._index(attachment), name, exclusive=False)
+                    self._write_atomic(os.path.join(self.dir, "last_reserved_ip"), name, exclusive=False)
                     return ip
             raise CniError(POOL_EXHAUSTED, f"no free address left in {addr.to_str(self.net)}/{self.plen}",
                            f"all {self.capacity} addresses are allocated; release pods or widen the range")
         finally:
             os.close(fd)
 
-    def release(self, cid: str, ifname: str) -> list[int]:
-        return self._release(lambda owner: owner == (cid, ifname))
+    def release(self, cid: str, ifname: str, attachment: str) -> None:
+        """Free the attachment's address (nothing to do when it holds none: DEL is idempotent)."""
+        if not os.path.isdir(self.dir):
+            return
+        fd = self._lock()
+        try:
+            ip = self._indexed(attachment)
+            if ip is not None:
+                path = os.path.join(self.dir, addr.to_str(ip))
+                try:
+                    with open(path) as f:
+                        owner = f.read()
+                    if owner == f"{cid}\n{ifname}":
+                        os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            try:
+                os.unlink(self._index(attachment))
+            except FileNotFoundError:
+                pass
+        finally:
+            os.close(fd)
 
-    def keep_only(self, valid: set[tuple[str, str]]) -> list[int]:
-        """GC: release every address whose attachment is not in ``valid``."""
-        return self._release(lambda owner: owner not in valid)
-
-    def _release(self, doomed) -> list[int]:
+    def keep_only(self, valid: dict[tuple[str, str], str]) -> list[int]:
+        """GC: release every address whose attachment is not in ``valid`` ({(cid, ifname): attachment id})."""
         if not os.path.isdir(self.dir):
             return []
         fd = self._lock()
         try:
             gone = []
             for ip, owner in self._entries().items():
-                if doomed(owner):
+                if owner not in valid:
                     try:
                         os.unlink(os.path.join(self.dir, addr.to_str(ip)))
                     except FileNotFoundError:
                         pass
                     gone.append(ip)
+            keep = {f"att-{a}" for a in valid.values()}
+            for name in os.listdir(self.dir):
+                if name.startswith("att-") and name not in keep:
+                    os.unlink(os.path.join(self.dir, name))
             return gone
         finally:
             os.close(fd)

@@ -88,7 +88,7 @@ def attachment_id(cid: str, ifname: str) -> str:
 
 def host_veth(cid: str, ifname: str) -> str:
     """The host end's name, derived from the attachment: DEL finds it even without the netns."""
-    return "vc" + attachment_id(cid, ifname)
+    return "vc" + attachment_id(cid, ifname)  # 14 bytes: fits IFNAMSIZ
 
 
 def check_ifname(ifname: str) -> str:
@@ -164,7 +164,8 @@ def cmd_add(conf: Config) -> dict:
         if inner.link(ifname) is not None:
             raise CniError(IFNAME_EXISTS, f"interface {ifname} already exists in {netns}", "choose another CNI_IFNAME or DEL first")
         bridge = ensure_bridge(nl, conf)
-        ip = addr.to_str(conf.pool.reserve(cid, ifname))
+        att = attachment_id(cid, ifname)
+        ip = addr.to_str(conf.pool.reserve(cid, ifname, att))
         host_name = host_veth(cid, ifname)
         try:
             nl.del_link(host_name)  # left by a crashed ADD of the same attachment
@@ -183,11 +184,11 @@ def cmd_add(conf: Config) -> dict:
             if conf.ip_masq:
                 from . import nat
 
-                nat.masquerade(ip, conf.subnet, conf.name, attachment_id(cid, ifname))
+                nat.masquerade(ip, conf.subnet, conf.name, att)
             _fault("after-masq")
         except BaseException:
             nl.del_link(host_name)
-            conf.pool.release(cid, ifname)
+            conf.pool.release(cid, ifname, att)
             raise
         return result(conf, bridge, host, cont, netns, ip)
     finally:
@@ -208,7 +209,7 @@ def cmd_del(conf: Config) -> None:
         from . import nat
 
         nat.remove(conf.name, only=attachment_id(cid, ifname))
-    conf.pool.release(cid, ifname)
+    conf.pool.release(cid, ifname, attachment_id(cid, ifname))
 
 
 def cmd_check(conf: Config) -> None:
@@ -250,9 +251,10 @@ def cmd_check(conf: Config) -> None:
 
 
 def cmd_gc(conf: Config) -> None:
-    valid = {(a.get("containerID", ""), a.get("ifname", "")) for a in conf.raw.get("cni.dev/valid-attachments") or []}
+    pairs = {(a.get("containerID", ""), a.get("ifname", "")) for a in conf.raw.get("cni.dev/valid-attachments") or []}
+    valid = {pair: attachment_id(*pair) for pair in pairs}
     conf.pool.keep_only(valid)
-    keep_hosts = {host_veth(c, i) for c, i in valid}
+    keep_hosts = {"vc" + a for a in valid.values()}
     nl = Netlink()
     try:
         br = nl.link(conf.bridge)
@@ -265,7 +267,7 @@ def cmd_gc(conf: Config) -> None:
     if conf.ip_masq:
         from . import nat
 
-        nat.remove(conf.name, keep={attachment_id(c, i) for c, i in valid})
+        nat.remove(conf.name, keep=set(valid.values()))
 
 
 def cmd_status(conf: Config) -> None:

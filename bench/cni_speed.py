@@ -1,0 +1,86 @@
+"""CNI plugin speed (issue: stage 07). Run as root: `sudo .venv/bin/python bench/cni_speed.py [pods]`.
+
+1. ADD and DEL p50/p95 of cnilab's plugin against the reference bridge + host-local, measured in
+   the same run, pod by pod alternately, through the same runtime. Goals: ADD <= 2x, DEL <= 1x.
+2. 110 sequential ADDs on one node (Kubernetes' default pod limit): the time per ADD must not grow
+   with the count -- the last ten against the first ten, and the slope of a least-squares line.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cnilab import Lab
+from cnilab.cni import Attachment, Runtime, install_plugin
+
+PODS = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+PLUGINS = {"reference": ("bridge", "host-local"), "cnilab": ("cnilab", "cnilab")}
+
+
+def conflist(kind: str, data: Path, bridge: str) -> dict:
+    ptype, ipam = PLUGINS[kind]
+    return {"cniVersion": "1.0.0", "name": f"bench-{kind}", "plugins": [
+        {"type": ptype, "bridge": bridge, "isGateway": True, "mtu": 1500,
+         "ipam": {"type": ipam, "subnet": "10.30.0.0/16" if kind == "cnilab" else "10.31.0.0/16", "dataDir": str(data)}}]}
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="cnilab-bench-"))
+    install_plugin(work / "bin")
+    with Lab() as lab:
+        node = lab.netns("node")
+        rt = Runtime([work / "bin", "/usr/lib/cni"], work / "cache", node=node.name)
+        confs = {k: conflist(k, work / f"ipam-{k}", "br-" + k[:3]) for k in PLUGINS}
+        times = {k: {"ADD": [], "DEL": []} for k in PLUGINS}
+        atts = []
+        for i in range(PODS):
+            pod = lab.netns(f"b{i}")
+            atts.append({k: Attachment(f"{k}-{i}", f"/run/netns/{pod.name}", "eth0" if k == "reference" else "eth1")
+                         for k in PLUGINS})
+        for verb in ("ADD", "DEL"):
+            for i, att in enumerate(atts):
+                order = list(PLUGINS) if i % 2 else list(reversed(PLUGINS))  # alternate who goes first
+                for k in order:
+                    call = rt.add if verb == "ADD" else rt.delete
+                    times[k][verb].append(timed(lambda: call(confs[k], att[k])))
+        print(f"ADD/DEL through the same runtime, {PODS} pods, alternating (ms):")
+        for verb, goal in (("ADD", 2.0), ("DEL", 1.0)):
+            ref, ours = times["reference"][verb], times["cnilab"][verb]
+            r50, r95, o50, o95 = pct(ref, 50), pct(ref, 95), pct(ours, 50), pct(ours, 95)
+            print(f"  {verb}: reference p50 {r50:5.1f} p95 {r95:5.1f} | cnilab p50 {o50:5.1f} p95 {o95:5.1f} "
+                  f"| ratio p50 {o50 / r50:.2f}x p95 {o95 / r95:.2f}x (goal <= {goal}x: "
+                  f"{'met' if o50 / r50 <= goal else 'MISSED'})")
+
+    with Lab() as lab:
+        node = lab.netns("node")
+        rt = Runtime([work / "bin", "/usr/lib/cni"], work / "cache2", node=node.name)
+        conf = conflist("cnilab", work / "ipam-110", "cni0")
+        per_add = []
+        for i in range(110):
+            pod = lab.netns(f"k{i}")
+            per_add.append(timed(lambda: rt.add(conf, Attachment(f"k-{i}", f"/run/netns/{pod.name}", "eth0"))))
+        first, last = statistics.median(per_add[:10]), statistics.median(per_add[-10:])
+        n = len(per_add)
+        xbar, ybar = (n - 1) / 2, statistics.mean(per_add)
+        slope = sum((x - xbar) * (y - ybar) for x, y in enumerate(per_add)) / sum((x - xbar) ** 2 for x in range(n))
+        print(f"110 sequential ADDs (cnilab): first ten median {first:.1f} ms, last ten {last:.1f} ms "
+              f"(ratio {last / first:.2f}); slope {slope * 1000:.1f} us per additional pod")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
