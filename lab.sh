@@ -16,14 +16,20 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-APT_PACKAGES=(iproute2 iptables socat iputils-ping tcpdump iperf3 conntrack kmod procps util-linux graphviz)
-# command that proves each package is present (keeps a second run offline and fast)
-APT_PROBES=(ip iptables socat ping tcpdump iperf3 conntrack modprobe ps unshare dot)
+# "what proves it is installed:package" -- a second run stays offline and fast.
+# Stage 07 adds the reference CNI plugins (the yardstick) and containerd + runc (the kubelet's path);
+# busybox-static is the only content of the locally built images (nothing is ever pulled).
+APT=(ip:iproute2 iptables:iptables socat:socat ping:iputils-ping tcpdump:tcpdump iperf3:iperf3
+     conntrack:conntrack modprobe:kmod ps:procps unshare:util-linux dot:graphviz
+     /usr/lib/cni/bridge:containernetworking-plugins containerd:containerd runc:runc
+     /bin/busybox:busybox-static)
 
 setup_apt() {
-  local missing=() i
-  for i in "${!APT_PROBES[@]}"; do
-    command -v "${APT_PROBES[$i]}" >/dev/null || missing+=("${APT_PACKAGES[$i]}")
+  local missing=() entry probe
+  for entry in "${APT[@]}"; do
+    probe=${entry%%:*}
+    if [[ $probe == /* ]]; then [ -e "$probe" ] && continue; else command -v "$probe" >/dev/null && continue; fi
+    missing+=("${entry#*:}")
   done
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
@@ -65,7 +71,6 @@ start_dockerd() {
   fi
   local missing=()
   command -v dockerd >/dev/null || missing+=(docker.io)
-  dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)   # the node image's only content
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "lab.sh: installing ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -10,14 +10,19 @@ processes still running inside a lab namespace, and node containers (by their
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyroute2 import IPRoute, netns as pyr_netns
 
 from . import nodes
 from .names import PREFIX_RE
 from .nsexec import NETNS_RUN_DIR
+
+RUN_DIR = "/run/cnilab"  # private daemons' state (containerd of stage 07)
 
 
 @dataclass
@@ -26,15 +31,17 @@ class Leftovers:
     links: list[str] = field(default_factory=list)
     processes: list[tuple[int, str]] = field(default_factory=list)  # (pid, namespace)
     containers: list[str] = field(default_factory=list)  # Docker node containers (labelled)
+    dirs: list[str] = field(default_factory=list)  # private daemons' directories (/run/cnilab/<prefix>...)
 
     def __bool__(self) -> bool:
-        return bool(self.namespaces or self.links or self.processes or self.containers)
+        return bool(self.namespaces or self.links or self.processes or self.containers or self.dirs)
 
     def describe(self) -> str:
         parts = [f"netns {n}" for n in self.namespaces]
         parts += [f"link {n} (root namespace)" for n in self.links]
         parts += [f"process {pid} in {ns}" for pid, ns in self.processes]
         parts += [f"container {c}" for c in self.containers]
+        parts += [f"directory {d}" for d in self.dirs]
         return ", ".join(parts) or "nothing"
 
 
@@ -45,6 +52,10 @@ def find(prefixes: set[str] | None = None) -> Leftovers:
         return bool(PREFIX_RE.match(name)) and (prefixes is None or any(name.startswith(p) for p in prefixes))
 
     found = Leftovers(containers=nodes.list_containers(prefixes))
+    try:
+        found.dirs = sorted(f"{RUN_DIR}/{n}" for n in os.listdir(RUN_DIR) if ours(n))
+    except FileNotFoundError:
+        pass
     try:
         found.namespaces = sorted(n for n in os.listdir(NETNS_RUN_DIR) if ours(n))
     except FileNotFoundError:
@@ -97,7 +108,31 @@ def remove(found: Leftovers) -> Leftovers:
             pass
     if found.containers:
         removed.containers = nodes.remove_containers({c[:7] for c in found.containers})
+    for d in found.dirs:
+        release_dir(Path(d))
+        removed.dirs.append(d)
     return removed
+
+
+def release_dir(path: Path) -> None:
+    """Stop every process started from ``path`` (a private containerd, its shims and containers),
+    unmount what is mounted below it, and remove it."""
+    marker = str(path)
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and pid != os.getpid():
+            try:
+                os.killpg(pid, signal.SIGKILL)  # a shim leads its own group with its containers
+            except (ProcessLookupError, PermissionError):
+                pass
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if line.split()[1].startswith(marker)]
+    for mount in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def cleanup(prefixes: set[str] | None = None) -> Leftovers:

@@ -18,7 +18,6 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from . import nsexec
 from .errors import LabError
