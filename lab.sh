@@ -51,8 +51,7 @@ PY
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "lab.sh: installing cnilab into .venv"
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    local extras="${CNILAB_EXTRAS:-}"   # e.g. CNILAB_EXTRAS=docker,cri for the container tiers
-    .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
+    .venv/bin/python -m pip install -q -e ".[dev]"
     echo "$want" > "$stamp"
   fi
 }

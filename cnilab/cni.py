@@ -143,43 +143,16 @@ class Runtime:
         return self.exec_plugin(plugin_type, "VERSION", {"cniVersion": cni_version}, {})
 
 
-SHIM = """#!{python} -IS
-# cnilab CNI plugin (installed by `cnilab plugin install`); its code is in .cnilab/ beside this file.
-import sys
-sys.path.insert(0, sys.argv[0].rpartition("/")[0] + "/.cnilab")
-from cnilab_cni.plugin import main
-sys.exit(main())
-"""
-
-
 def install_plugin(bin_dir: str | Path, name: str = "cnilab", python: str | None = None) -> Path:
-    """Install cnilab's plugin into a runtime's plugin directory as the executable ``bin_dir/name``.
+    """Install cnilab's plugin into a runtime's plugin directory (see ``plugin/cnilab_cni/install.py``)."""
+    import sys
 
-    The code goes to ``bin_dir/.cnilab/`` precompiled (unchecked-hash .pyc, so no source is
-    compiled or even stat'ed per call) and the executable is a 5-line shim run by ``python -IS``:
-    no site, no venv, no zipapp/runpy machinery -- start-up is most of a plugin call.
-    """
-    import shutil
-    import tempfile
-
-    source = Path(__file__).resolve().parent.parent / "plugin" / "cnilab_cni"
-    if not source.is_dir():
+    source = Path(__file__).resolve().parent.parent / "plugin"
+    if not (source / "cnilab_cni" / "install.py").is_file():
         raise LabError(f"The plugin sources are not at {source}: run from a checkout of cnilab.")
-    python = python or ("/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else os.path.realpath(os.sys.executable))
-    bin_dir = Path(bin_dir)
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".cnilab-", dir=bin_dir))
-    staging.chmod(0o755)
-    shutil.copytree(source, staging / "cnilab_cni", ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([python, "-IS", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(staging)], check=True)
-    lib = bin_dir / ".cnilab"
-    old = bin_dir / f".cnilab.old.{os.getpid()}"
-    if lib.exists():
-        lib.rename(old)
-    staging.rename(lib)
-    shutil.rmtree(old, ignore_errors=True)
-    shim = bin_dir / f".{name}.tmp"
-    shim.write_text(SHIM.format(python=python))
-    shim.chmod(0o755)
-    os.replace(shim, bin_dir / name)  # atomic: a runtime never runs half a plugin
-    return bin_dir / name
+    if str(source) not in sys.path:
+        sys.path.insert(0, str(source))
+    from cnilab_cni.install import install
+
+    python = python or ("/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else os.path.realpath(sys.executable))
+    return install(bin_dir, name, python)
