@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import nsexec
-from .errors import LabError
+from .errors import LabError, Todo
+
+TODO_CODE = 103  # the plugin's code for a workbook stub (plugin/cnilab_cni/errors.py)
 
 
 class CNIError(Exception):
@@ -70,6 +72,8 @@ class Runtime:
             except ValueError:
                 raise CNIError(plugin_type, -1, f"exit {done.returncode} without a JSON error",
                                (out or done.stderr).decode(errors="replace")[-500:]) from None
+            if err.get("code") == TODO_CODE:
+                raise Todo(err.get("msg", "TODO in the plugin"))  # a workbook stub: one line, no traceback
             raise CNIError(plugin_type, err.get("code", -1), err.get("msg", ""), err.get("details", ""), err)
         return json.loads(out) if out else None
 
@@ -143,16 +147,19 @@ class Runtime:
         return self.exec_plugin(plugin_type, "VERSION", {"cniVersion": cni_version}, {})
 
 
-def install_plugin(bin_dir: str | Path, name: str = "cnilab", python: str | None = None) -> Path:
-    """Install cnilab's plugin into a runtime's plugin directory (see ``plugin/cnilab_cni/install.py``)."""
+def install_plugin(bin_dir: str | Path, name: str = "cnilab", python: str | None = None,
+                   source: str | Path | None = None) -> Path:
+    """Install a cnilab plugin (``source``: a ``plugin/`` folder; default this checkout's) into a runtime's
+    plugin directory, with the plugin's own installer (``plugin/cnilab_cni/install.py``)."""
+    import importlib.util
     import sys
 
-    source = Path(__file__).resolve().parent.parent / "plugin"
-    if not (source / "cnilab_cni" / "install.py").is_file():
-        raise LabError(f"The plugin sources are not at {source}: run from a checkout of cnilab.")
-    if str(source) not in sys.path:
-        sys.path.insert(0, str(source))
-    from cnilab_cni.install import install
-
+    source = Path(source or Path(__file__).resolve().parent.parent / "plugin")
+    installer = source / "cnilab_cni" / "install.py"
+    if not installer.is_file():
+        raise LabError(f"The plugin sources are not at {source}: run from a checkout of cnilab (or a workbook).")
+    spec = importlib.util.spec_from_file_location(f"cnilab_install_{abs(hash(str(installer)))}", installer)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     python = python or ("/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else os.path.realpath(sys.executable))
-    return install(bin_dir, name, python)
+    return module.install(bin_dir, name, python, source=source / "cnilab_cni")

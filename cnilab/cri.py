@@ -21,7 +21,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from .errors import LabError
+from .errors import LabError, Todo
 from .netns import Namespace
 from .probes import wait_for
 
@@ -147,6 +147,33 @@ class Containerd:
         release_dir(self.workdir)
 
 
+class CRIError(AssertionError):
+    """A CRI call failed; the message is containerd's one-line reason (often the CNI plugin's error)."""
+
+
+class _Stub:
+    """The runtime service, each call's gRPC error turned into one line (a workbook TODO into ``Todo``)."""
+
+    def __init__(self, stub) -> None:
+        self._stub = stub
+
+    def __getattr__(self, name: str):
+        import grpc
+
+        method = getattr(self._stub, name)
+
+        def call(request):
+            try:
+                return method(request)
+            except grpc.RpcError as exc:
+                details = exc.details() or str(exc.code())
+                if "TODO in stage" in details:
+                    raise Todo(details[details.index("TODO in stage"):]) from None
+                raise CRIError(f"CRI {name}: {details}") from None
+
+        return call
+
+
 class Kubelet:
     """The kubelet's CRI calls, v1 over gRPC."""
 
@@ -156,7 +183,7 @@ class Kubelet:
 
         self.pb = api_pb2
         self.channel = grpc.insecure_channel(f"unix://{sock}")
-        self.rt = api_pb2_grpc.RuntimeServiceStub(self.channel)
+        self.rt = _Stub(api_pb2_grpc.RuntimeServiceStub(self.channel))
 
     def run_pod(self, name: str, log_dir: Path) -> tuple[str, object]:
         pb = self.pb

@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 
 from . import cleanup as leftovers
-from .errors import LabError, NotRootError
+from .errors import LabError, NotRootError, Todo
 from .lab import Lab, used_prefixes
 
 STAGE_DIR = re.compile(r"stage(\d\d)_")
@@ -100,6 +100,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     if call.excinfo is not None and isinstance(call.excinfo.value, LabError):
         report.longrepr = f"{item.nodeid}: {call.excinfo.value}"
+        if isinstance(call.excinfo.value, Todo):
+            report.cnilab_todo = str(call.excinfo.value)
+
+
+def pytest_report_teststatus(report, config):
+    """A test waiting for a workbook TODO counts as failed but is listed once per TODO, not per test."""
+    if getattr(report, "cnilab_todo", None):
+        return "todo", "T", "TODO"
+    return None
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -114,6 +123,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    todos: dict[str, int] = {}
+    for report in terminalreporter.stats.get("todo", []):
+        todos[report.cnilab_todo] = todos.get(report.cnilab_todo, 0) + 1
+    if todos:
+        terminalreporter.write_sep("-", "workbook: what to build next")
+        for line, waiting in todos.items():
+            terminalreporter.write_line(f"{line} -- {waiting} test(s) wait for it", yellow=True)
     leaks = getattr(config, "_cnilab_leaks", None)
     if leaks:
         terminalreporter.write_line(f"LEAK GUARD: the session left lab objects behind ({leaks}); they were removed now, "

@@ -22,8 +22,16 @@ class StageTally:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    todo: int = 0       # failed because a workbook TODO is still open
     seconds: float = 0.0
     skip_reasons: set[str] = field(default_factory=set)
+
+    @property
+    def state(self) -> str:
+        """A workbook stage: done, failing (something built, something wrong) or not started (only TODOs)."""
+        if self.failed == 0 and self.passed:
+            return "done"
+        return "not started" if self.failed and self.failed == self.todo else "failing"
 
     @property
     def verdict(self) -> str:
@@ -53,6 +61,7 @@ class Tally:
                     tally.skip_reasons.add(str(report.longrepr[2]))
             elif report.failed:
                 tally.failed += 1
+                tally.todo += bool(getattr(report, "cnilab_todo", None))
             elif report.when == "call":
                 tally.passed += 1
 
@@ -96,3 +105,50 @@ def run_stages(tests_dir: Path, stages: list[int] | None = None, extra: list[str
         for reason in sorted(tally.stages[stage].skip_reasons):
             console.print(f"  stage {stage:02d} skipped: {reason}")
     return int(code)
+
+
+class _Live(Tally):
+    """A Tally that also advances a rich progress bar, test by test."""
+
+    def __init__(self, progress, task) -> None:
+        super().__init__()
+        self.progress, self.task = progress, task
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.progress.update(self.task, total=len(session.items))
+
+    def pytest_runtest_logfinish(self, nodeid: str, location) -> None:
+        self.progress.advance(self.task)
+
+
+STATE_STYLE = {"done": "[green]done[/]", "failing": "[red]failing[/]", "not started": "[dim]not started[/]"}
+
+
+def show_progress(tests_dir: Path, console: Console | None = None) -> int:
+    """``cnilab progress``: run every stage of a workbook and show each one's state, like rustlings."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = console or Console()
+    dirs = sorted(tests_dir.glob("stage[0-9][0-9]_*"))
+    with Progress(TextColumn("checking your stages"), BarColumn(), MofNCompleteColumn(), console=console,
+                  transient=True) as progress:
+        live = _Live(progress, progress.add_task("tests", total=None))
+        pytest.main([*map(str, dirs), "-p", "no:terminal", "-p", "no:cacheprovider"], plugins=[live])
+    table = Table(title="cnilab progress")
+    for col in ("stage", "what it proves", "state", "tests passed"):
+        table.add_column(col)
+    done = 0
+    for d in dirs:
+        stage = int(d.name[5:7])
+        t = live.stages.get(stage, StageTally())
+        done += t.state == "done"
+        total = t.passed + t.failed
+        table.add_row(f"{stage:02d}", title_of(stage, tests_dir), STATE_STYLE[t.state], f"{t.passed}/{total}")
+    console.print(table)
+    width = 28
+    filled = round(width * done / len(dirs)) if dirs else 0
+    console.print(f"Progress: [green]{'#' * filled}[/][dim]{'-' * (width - filled)}[/] {done}/{len(dirs)} stages done")
+    nxt = next((int(d.name[5:7]) for d in dirs if live.stages.get(int(d.name[5:7]), StageTally()).state != "done"), None)
+    if nxt is not None:
+        console.print(f"Next: stage {nxt:02d} -- `sudo .venv/bin/pytest -k stage{nxt:02d}`; stuck? `cnilab hint {nxt}`")
+    return 0 if done == len(dirs) else 1

@@ -14,6 +14,7 @@ NOT_AVAILABLE = 50
 POOL_EXHAUSTED = 100
 IFNAME_EXISTS = 101
 CHECK_FAILED = 102
+TODO = 103  # a workbook stub the student has not filled yet
 INTERNAL = 199
 
 

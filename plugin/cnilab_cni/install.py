@@ -30,14 +30,15 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def install(bin_dir: str | Path, name: str = "cnilab", python: str = "/usr/bin/python3", precompile: bool = True) -> Path:
-    """Install into ``bin_dir``; ``precompile`` with ``python`` (unchecked-hash .pyc: nothing is compiled
-    or stat'ed per call) when that interpreter is at hand."""
+def install(bin_dir: str | Path, name: str = "cnilab", python: str = "/usr/bin/python3", precompile: bool = True,
+            source: str | Path = SOURCE) -> Path:
+    """Install the package at ``source`` into ``bin_dir``; ``precompile`` with ``python`` (unchecked-hash
+    .pyc: nothing is compiled or stat'ed per call) when that interpreter is at hand."""
     bin_dir = Path(bin_dir)
     bin_dir.mkdir(parents=True, exist_ok=True)
     staging, lib, old = bin_dir / ".cnilab.new", bin_dir / ".cnilab", bin_dir / ".cnilab.old"
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(SOURCE, staging / "cnilab_cni", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(source, staging / "cnilab_cni", ignore=shutil.ignore_patterns("__pycache__"))
     os.chmod(staging, 0o755)
     if precompile:
         subprocess.run([python, "-IS", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(staging)],

@@ -127,6 +127,8 @@ def _fault(point: str) -> None:
 
 
 def ensure_bridge(nl: Netlink, conf: Config) -> dict:
+    """Stage 03 in one call: the bridge exists, is up and holds the gateway; stage 05's forwarding is on."""
+    # BEGIN SOLUTION: make sure bridge conf.bridge exists (create it if absent), is up and, when isGateway, holds conf.gateway; with isGateway or ipMasq turn on ip_forward; return nl.link(conf.bridge)
     br = nl.link(conf.bridge)
     if br is None:
         try:
@@ -147,6 +149,41 @@ def ensure_bridge(nl: Netlink, conf: Config) -> dict:
                 f.seek(0)
                 f.write("1")
     return br
+    # END SOLUTION
+
+
+def create_veth(nl: Netlink, conf: Config, host_name: str, ifname: str, ns_fd: int) -> None:
+    """Stage 02: the cable, its pod end born in the pod's namespace under its final name."""
+    # BEGIN SOLUTION: delete a leftover host_name (a crashed ADD of this attachment), then create the veth pair host_name <-> ifname with the pod end in ns_fd, both with conf.mtu
+    nl.del_link(host_name)
+    nl.add_veth(host_name, ifname, ns_fd, conf.mtu)
+    # END SOLUTION
+
+
+def wire(nl: Netlink, inner: Netlink, conf: Config, bridge: dict, host_name: str, ifname: str, ip: str) -> tuple[dict, dict]:
+    """Stages 02, 03 and 05: the host end on the bridge, the pod end addressed and routed."""
+    # BEGIN SOLUTION: make host_name a port of the bridge and bring it up; give the pod end ip/plen, bring it up, add the default route via conf.gateway and the ipam routes; return (host link, pod link)
+    host = nl.link(host_name)
+    nl.set_link(host["index"], master=bridge["index"], up=True)
+    cont = inner.link(ifname)
+    inner.add_addr(cont["index"], ip, conf.pool.plen)
+    inner.set_link(cont["index"], up=True)
+    if conf.default_route and conf.is_gateway:
+        inner.add_route("0.0.0.0", 0, conf.gateway, cont["index"])
+    for r in conf.ipam.get("routes") or []:
+        dst, plen = addr.parse_cidr(r["dst"])
+        inner.add_route(addr.to_str(dst), plen, r.get("gw") or conf.gateway, cont["index"])
+    return host, cont
+    # END SOLUTION
+
+
+def masquerade(conf: Config, ip: str, att: str) -> None:
+    """Stage 05: traffic of this pod leaving the subnet takes the node's address (one tagged rule)."""
+    # BEGIN SOLUTION: add the MASQUERADE rule for ip (leaving conf.subnet), tagged with the attachment id att
+    from . import nat
+
+    nat.masquerade(ip, conf.subnet, conf.name, att)
+    # END SOLUTION
 
 
 def cmd_add(conf: Config) -> dict:
@@ -168,23 +205,11 @@ def cmd_add(conf: Config) -> dict:
         ip = addr.to_str(conf.pool.reserve(cid, ifname, att))
         host_name = host_veth(cid, ifname)
         try:
-            nl.del_link(host_name)  # left by a crashed ADD of the same attachment
-            nl.add_veth(host_name, ifname, ns_fd, conf.mtu)
+            create_veth(nl, conf, host_name, ifname, ns_fd)
             _fault("after-veth")
-            host = nl.link(host_name)
-            nl.set_link(host["index"], master=bridge["index"], up=True)
-            cont = inner.link(ifname)
-            inner.add_addr(cont["index"], ip, conf.pool.plen)
-            inner.set_link(cont["index"], up=True)
-            if conf.default_route and conf.is_gateway:
-                inner.add_route("0.0.0.0", 0, conf.gateway, cont["index"])
-            for r in conf.ipam.get("routes") or []:
-                dst, plen = addr.parse_cidr(r["dst"])
-                inner.add_route(addr.to_str(dst), plen, r.get("gw") or conf.gateway, cont["index"])
+            host, cont = wire(nl, inner, conf, bridge, host_name, ifname, ip)
             if conf.ip_masq:
-                from . import nat
-
-                nat.masquerade(ip, conf.subnet, conf.name, att)
+                masquerade(conf, ip, att)
             _fault("after-masq")
         except BaseException:
             nl.del_link(host_name)
@@ -200,9 +225,10 @@ def cmd_add(conf: Config) -> dict:
 def cmd_del(conf: Config) -> None:
     """Idempotent: every step tolerates the thing being gone already (SPEC: DEL must not fail on missing resources)."""
     cid, ifname = env("CNI_CONTAINERID"), env("CNI_IFNAME")
+    # BEGIN SOLUTION: delete the host end host_veth(cid, ifname) (its peer goes with it), remove the attachment's MASQUERADE rule if ipMasq, release its address
     nl = Netlink()
     try:
-        nl.del_link(host_veth(cid, ifname))  # its peer in the pod goes with it
+        nl.del_link(host_veth(cid, ifname))
     finally:
         nl.close()
     if conf.ip_masq:
@@ -210,6 +236,7 @@ def cmd_del(conf: Config) -> None:
 
         nat.remove(conf.name, only=attachment_id(cid, ifname))
     conf.pool.release(cid, ifname, attachment_id(cid, ifname))
+    # END SOLUTION
 
 
 def cmd_check(conf: Config) -> None:
@@ -219,6 +246,7 @@ def cmd_check(conf: Config) -> None:
     prev = conf.raw.get("prevResult")
     if not isinstance(prev, dict):
         raise CniError(INVALID_CONFIG, "CHECK needs prevResult", "the runtime passes the cached ADD result as prevResult")
+    # BEGIN SOLUTION: fail with CHECK_FAILED unless host_veth(cid, ifname) exists and is a port of conf.bridge
     nl = Netlink()
     try:
         host = nl.link(host_veth(cid, ifname))
@@ -227,6 +255,7 @@ def cmd_check(conf: Config) -> None:
             raise CniError(CHECK_FAILED, f"the host end of {ifname} is missing or not on bridge {conf.bridge}")
     finally:
         nl.close()
+    # END SOLUTION
     if not os.path.exists(netns):
         raise CniError(CHECK_FAILED, f"network namespace {netns} is gone")
     from .nsenter import InNetns
@@ -234,6 +263,7 @@ def cmd_check(conf: Config) -> None:
     with InNetns(netns):
         inner = Netlink()
     try:
+        # BEGIN SOLUTION: in the pod, fail with CHECK_FAILED unless ifname exists, holds every address of prevResult and every route of prevResult is there
         cont = inner.link(ifname)
         if cont is None:
             raise CniError(CHECK_FAILED, f"interface {ifname} is missing in {netns}")
@@ -246,6 +276,7 @@ def cmd_check(conf: Config) -> None:
             dst, plen = r["dst"].split("/")
             if not any(d == dst and p == int(plen) for d, p, _, _ in routes):
                 raise CniError(CHECK_FAILED, f"route {r['dst']} is missing in {netns}")
+        # END SOLUTION
     finally:
         inner.close()
 
@@ -253,6 +284,7 @@ def cmd_check(conf: Config) -> None:
 def cmd_gc(conf: Config) -> None:
     pairs = {(a.get("containerID", ""), a.get("ifname", "")) for a in conf.raw.get("cni.dev/valid-attachments") or []}
     valid = {pair: attachment_id(*pair) for pair in pairs}
+    # BEGIN SOLUTION: release the addresses of attachments not in valid, delete their host ends (vc* ports of the bridge), remove their MASQUERADE rules
     conf.pool.keep_only(valid)
     keep_hosts = {"vc" + a for a in valid.values()}
     nl = Netlink()
@@ -268,11 +300,14 @@ def cmd_gc(conf: Config) -> None:
         from . import nat
 
         nat.remove(conf.name, keep=set(valid.values()))
+    # END SOLUTION
 
 
 def cmd_status(conf: Config) -> None:
+    # BEGIN SOLUTION: fail with NOT_AVAILABLE (50) when every address of the pool is allocated
     if conf.pool.used() >= conf.pool.capacity:
         raise CniError(NOT_AVAILABLE, f"the address pool of {conf.name} is exhausted", "ADD would fail until pods are deleted")
+    # END SOLUTION
 
 
 def run(command: str, stdin: bytes) -> dict | None:

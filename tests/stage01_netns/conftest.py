@@ -9,6 +9,12 @@ from cnilab.recipe import Recipe
 
 recipe = Recipe(1, "network namespaces isolate links, routes and firewall rules")
 
+HINTS = [
+    "A network namespace is one call on the lab: `lab.netns(\"host\")`. It runs `ip netns add <prefix>host`.",
+    "The lab puts its run prefix in front of every name, so two runs never collide; you only choose the short name.",
+    "Return the Namespace: the tests read its links, routes and rules over netlink.",
+]
+
 
 @recipe.fixture
 def host(lab):
@@ -16,7 +22,7 @@ def host(lab):
 
     The lab's stand-in for the machine: a namespace, so the real machine is never touched.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: create the namespace `host` (lab.netns) and return it
     return lab.netns("host")
     # END SOLUTION
 
@@ -27,6 +33,6 @@ def pod(lab):
 
     A second namespace: what a container runtime creates for each pod.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: create the namespace `pod` and return it
     return lab.netns("pod")
     # END SOLUTION

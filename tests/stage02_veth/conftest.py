@@ -9,6 +9,14 @@ and the two namespaces can talk.
 from cnilab.recipe import Recipe
 
 recipe = Recipe(2, "a veth pair connects the host to a pod", base=1)
+
+HINTS = [
+    "`host.veth(\"veth0\", pod, \"veth1\")` creates the pair with veth1 born in pod and returns (host_end, pod_end).",
+    "Addresses keep their prefix length: `host_end.add_address(HOST_IP)` with HOST_IP = \"10.0.2.1/24\" also adds the subnet route.",
+    "Every new link starts down. `.up()` on both ends -- and add_address() returns the link, so you can chain.",
+    "In shell: ip -n HOST link add veth0 type veth peer name veth1 netns POD; ip -n HOST addr add 10.0.2.1/24 dev veth0; "
+    "ip -n HOST link set veth0 up (and the same for veth1 in POD).",
+]
 host, pod = recipe.reuse("host", "pod")
 
 HOST_IP = "10.0.2.1/24"
@@ -21,7 +29,7 @@ def veth(lab, host, pod):
 
     Returns (host_end, pod_end): `veth0` in host with HOST_IP, `veth1` in pod with POD_IP, both up.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: create the veth pair veth0 (in host) <-> veth1 (in pod), give veth0 HOST_IP and veth1 POD_IP, bring both up
     host_end, pod_end = host.veth("veth0", pod, "veth1")
     host_end.add_address(HOST_IP).up()
     pod_end.add_address(POD_IP).up()

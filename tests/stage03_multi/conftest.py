@@ -8,6 +8,14 @@ behind which port, and -- with an address of its own -- is the pods' gateway.
 from cnilab.recipe import Recipe
 
 recipe = Recipe(3, "a bridge joins several pods (a virtual switch with a gateway)", base=1)
+
+HINTS = [
+    "make_bridge: `host.bridge(name)` creates a Linux bridge; the gateway address goes on the bridge itself; bring it up.",
+    "plug: a pod is `lab.netns(name)` plus a veth whose host end h-NAME is in host and whose pod end eth0 is in the pod.",
+    "A bridge port is a link with the bridge as master: `host_end.set_master(bridge)` -- and it must be up too.",
+    "In shell: ip -n HOST link add br0 type bridge; ip -n HOST addr add 10.0.3.1/24 dev br0; "
+    "ip -n HOST link set h-pod1 master br0 up.",
+]
 (host,) = recipe.reuse("host")
 
 SUBNET = "10.0.3.0/24"
@@ -18,7 +26,7 @@ POD_IPS = {"pod1": "10.0.3.11/24", "pod2": "10.0.3.12/24", "pod3": "10.0.3.13/24
 @recipe.helper
 def make_bridge(lab, host, gateway, name="br0"):
     """A bridge `name` in `host` holding the gateway address `gateway` (e.g. 10.0.3.1/24), up."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: create the bridge `name` in host, put the gateway address on it, bring it up
     br = host.bridge(name)
     br.add_address(gateway).up()
     # END SOLUTION
@@ -38,7 +46,7 @@ def bridge(lab, host):
 def plug(lab, host, bridge, name, cidr):
     """Create pod namespace `name` and wire it to `bridge`: a veth whose host end `h-NAME` is a bridge
     port and whose pod end `eth0` holds `cidr`. Returns the pod namespace."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: create the pod namespace `name`, a veth h-NAME (host) <-> eth0 (pod), make h-NAME a port of the bridge, give eth0 `cidr`, bring both ends up
     pod = lab.netns(name)
     host_end, pod_end = host.veth(f"h-{name}", pod, "eth0")
     host_end.set_master(bridge).up()

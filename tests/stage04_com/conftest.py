@@ -9,6 +9,11 @@ from cnilab.probes import EchoServer
 from cnilab.recipe import Recipe
 
 recipe = Recipe(4, "TCP between pods over the bridge", base=3)
+
+HINTS = [
+    "cnilab.probes.EchoServer(namespace, port) listens before it returns: no waiting needed.",
+    "The server belongs in pod1: `EchoServer(pods[\"pod1\"], PORT)`; return it (tests count its connections).",
+]
 host, bridge, pods = recipe.reuse("host", "bridge", "pods")
 
 PORT = 7000
@@ -20,6 +25,6 @@ def echo_server(lab, pods):
 
     A TCP echo server listening on PORT in pod1 (what `socat TCP-LISTEN:7000,fork EXEC:cat` does).
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: start a TCP echo server listening on PORT in pod1 and return it
     return EchoServer(pods["pod1"], PORT)
     # END SOLUTION

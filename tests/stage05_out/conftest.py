@@ -15,6 +15,13 @@ from cnilab.probes import EchoServer
 from cnilab.recipe import Recipe
 
 recipe = Recipe(5, "egress: default route, forwarding and MASQUERADE to a simulated internet", base=3)
+
+HINTS = [
+    "pod_routes: each pod needs `pod.add_route(\"default\", via=GATEWAY_IP)`: everything off-subnet goes to the bridge.",
+    "forwarding: `host.set_sysctl(\"net.ipv4.ip_forward\", 1)` -- in the host namespace, never the machine's.",
+    "masquerade: `host.iptables(\"-A\", *rule, table=\"nat\")` with rule = (\"POSTROUTING\", \"-s\", POD_SUBNET, "
+    "\"-o\", uplink.name, \"-j\", \"MASQUERADE\"); return the rule so a test can delete it.",
+]
 host, bridge, pods = recipe.reuse("host", "bridge", "pods")
 
 POD_SUBNET = "10.0.3.0/24"
@@ -56,7 +63,7 @@ def pod_routes(lab, pods, bridge):
 
     Every pod sends what is not on its subnet to the gateway on the bridge.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: give every pod a default route via GATEWAY_IP
     for pod in pods.values():
         pod.add_route("default", via=GATEWAY_IP)
     # END SOLUTION
@@ -69,7 +76,7 @@ def forwarding(lab, host):
 
     The host routes packets between its links (net.ipv4.ip_forward=1, in the host namespace only).
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: turn on IPv4 forwarding (net.ipv4.ip_forward) in the host namespace
     host.set_sysctl("net.ipv4.ip_forward", 1)
     # END SOLUTION
     return host
@@ -82,7 +89,7 @@ def masquerade(lab, host, uplink):
     Pods' traffic leaving through the uplink gets the uplink's address as its source.
     Returns the rule (chain and match), so a test can take it away again with `-D`.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: MASQUERADE what comes from POD_SUBNET and leaves through the uplink (nat table, POSTROUTING); return the rule
     rule = ("POSTROUTING", "-s", POD_SUBNET, "-o", uplink.name, "-j", "MASQUERADE")
     host.iptables("-A", *rule, table="nat")
     # END SOLUTION

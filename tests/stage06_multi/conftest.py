@@ -22,6 +22,17 @@ from cnilab.netns import Link, Namespace
 from cnilab.recipe import Recipe
 
 recipe = Recipe(6, "several nodes joined by a VXLAN overlay (UDP 4789)", base=3)
+
+HINTS = [
+    "MTU: a VXLAN frame carries 50 bytes of wrapping, so both ends of each pod's veth get POD_MTU (`link.set_mtu`).",
+    "p2p: `node.ns.vxlan(\"vxlan0\", VNI[\"p2p\"], local=node.ip, port=VXLAN_PORT, dev=node.ns.link(\"eth0\"))`, "
+    "then set_mtu, set_master(node.bridge), up.",
+    "p2p flooding without multicast: `ns.add_fdb(vtep, ZERO_MAC, peer_ip, append=True)` once per peer, on both sides.",
+    "routed: the same VXLAN device with learning=False, address f\"{node.vtep_ip}/32\"; then for each peer "
+    "route_to(peer, node) and route_to(node, peer).",
+    "route_to: `add_route(peer.subnet, via=peer.vtep_ip, dev=node.vtep, onlink=True)`, "
+    "`add_neighbour(peer.vtep_ip, mac, node.vtep)`, `add_fdb(node.vtep, mac, peer.ip)` with mac = peer.vtep.state().mac.",
+]
 make_bridge, plug = recipe.step("make_bridge"), recipe.step("plug")
 
 NODES = 3
@@ -88,7 +99,7 @@ def add_node(lab, underlay, n, mode, cluster, kind="netns"):
     for k in range(1, PODS_PER_NODE + 1):
         name, cidr = f"n{n}p{k}", pod_cidr(mode, n, k)
         pod = plug(lab, node_ns, node.bridge, name, cidr)
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION: set the MTU of both ends of the pod's veth to POD_MTU; in routed mode give the pod a default route via the node's gateway
         node_ns.link(f"h-{name}").set_mtu(POD_MTU)
         pod.link("eth0").set_mtu(POD_MTU)
         if mode == "routed":
@@ -103,7 +114,7 @@ def add_node(lab, underlay, n, mode, cluster, kind="netns"):
 @recipe.helper
 def join_p2p(lab, node, cluster):
     """The seed's way: a VXLAN port on the bridge; each peer's VTEP on the flood list (unicast)."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: create the VXLAN device vxlan0 (VNI, port 4789, local = node.ip, dev eth0), MTU POD_MTU, as a port of the node's bridge; add each peer's underlay IP to the flood list (all-zeros MAC), both ways
     eth = node.ns.link("eth0")
     node.vtep = node.ns.vxlan("vxlan0", VNI["p2p"], local=node.ip, port=VXLAN_PORT, dev=eth)
     node.vtep.set_mtu(POD_MTU).set_master(node.bridge).up()
@@ -116,7 +127,7 @@ def join_p2p(lab, node, cluster):
 @recipe.helper
 def join_routed(lab, node, cluster):
     """flannel's way: a routed VTEP (/32, no learning); three entries per peer, in both directions."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: create the VXLAN device flannel1 (VNI 1, port 4789, local = node.ip, dev eth0, no learning), MTU POD_MTU, address VTEP_IP/32, up; then route_to() in both directions for every peer
     eth = node.ns.link("eth0")
     node.vtep = node.ns.vxlan("flannel1", VNI["routed"], local=node.ip, port=VXLAN_PORT, dev=eth, learning=False)
     node.vtep.set_mtu(POD_MTU).add_address(f"{node.vtep_ip}/32").up()
@@ -129,7 +140,7 @@ def join_routed(lab, node, cluster):
 @recipe.helper
 def route_to(node, peer):
     """On `node`: the route to `peer`'s pods, the ARP entry for its VTEP, the FDB entry to its underlay IP."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION: on `node`: a route to peer.subnet via peer.vtep_ip onlink on the VTEP, a permanent ARP entry for peer.vtep_ip, and a permanent FDB entry sending the peer's VTEP MAC to peer.ip
     mac = peer.vtep.state().mac
     node.ns.add_route(peer.subnet, via=peer.vtep_ip, dev=node.vtep, onlink=True)
     node.ns.add_neighbour(peer.vtep_ip, mac, node.vtep)

@@ -28,7 +28,20 @@ from cnilab.recipe import Recipe
 
 recipe = Recipe(7, "a CNI plugin (ADD/DEL/CHECK/VERSION/STATUS/GC) as a runtime calls it")
 
+HINTS = [
+    "The plugin's TODOs are in plugin/cnilab_cni/plugin.py; netlink.py gives you link(), add_bridge(), add_veth(), "
+    "set_link(), add_addr(), add_route(), del_link().",
+    "ensure_bridge: nl.link(name) is None when absent -> nl.add_bridge(name, mtu); set_link(index, up=True); "
+    "add_addr(index, conf.gateway, conf.pool.plen).",
+    "create_veth: nl.add_veth(host_name, ifname, ns_fd, conf.mtu) creates the pod end inside the pod's namespace.",
+    "wire: host end -> set_link(master=bridge index, up=True); pod end (via `inner`) -> add_addr, up, "
+    "add_route(\"0.0.0.0\", 0, conf.gateway, index).",
+    "DEL must succeed whatever is already gone: del_link returns False for a missing link; the pool's release is idempotent.",
+    "CHECK compares the pod with prevResult; GC keeps only cni.dev/valid-attachments; STATUS says 50 when the pool is full.",
+]
+
 REFERENCE_DIR = "/usr/lib/cni"
+PLUGIN_SOURCE = Path(__file__).resolve().parents[2] / "plugin"  # this suite's plugin (a workbook's own, too)
 SUBNET, GATEWAY = "10.22.0.0/16", "10.22.0.1"
 NETWORK = "labnet"
 _ids = itertools.count(1)
@@ -67,7 +80,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def cnilab_bin(tmp_path_factory) -> Path:
     """Name: cnilab_bin. Scope: session. cnilab's plugin installed as a runtime would find it."""
     bin_dir = tmp_path_factory.mktemp("cni-bin")
-    install_plugin(bin_dir)
+    install_plugin(bin_dir, source=PLUGIN_SOURCE)
     return bin_dir
 
 

@@ -9,6 +9,7 @@ skips, saying why, elsewhere.
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -74,7 +75,8 @@ def test_pod_is_pending_without_cni_then_running_with_an_ip_from_cnilab(cluster)
 
     node = f"{CLUSTER}-control-plane"
     pod_cidr = api.read_node(node).spec.pod_cidr
-    bin_dir = install_plugin(work / "bin", python="/usr/bin/python3").parent
+    source = Path(__file__).resolve().parents[2] / "plugin"
+    bin_dir = install_plugin(work / "bin", python="/usr/bin/python3", source=source).parent
     # kindest/node has no python3: the plugin needs one on every node
     subprocess.run(["docker", "exec", node, "sh", "-c", "apt-get update -qq && apt-get install -y -qq python3-minimal"],
                    check=True)
