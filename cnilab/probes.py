@@ -54,7 +54,8 @@ def ping(ns: "Namespace", dst: str, *, count: int = 2, interval: float = 0.01, w
     ``wait`` is how long to wait for each reply (``-W``), so a lost reply
     costs at most that long. ``dont_fragment`` sets DF (``-M do``) for MTU proofs.
     """
-    argv = ["ping", "-n", "-q", "-c", str(count), "-i", f"{interval:g}", "-W", f"{wait:g}"]
+    # no -q: iputils then keeps quiet about local errors (EMSGSIZE "message too long", ...) too
+    argv = ["ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", f"{wait:g}"]
     if size is not None:
         argv += ["-s", str(size)]
     if dont_fragment:

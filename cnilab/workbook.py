@@ -116,8 +116,8 @@ then prove your work with the unchanged tests:
 """
 
 
-def export(dest: Path, root: Path | None = None) -> list[Block]:
-    """Write a workbook to ``dest``; return the blocks turned into TODOs."""
+def export(dest: Path, root: Path | None = None, *, solutions: bool = False) -> list[Block]:
+    """Write a workbook to ``dest``; return the blocks turned into TODOs (kept as they are with ``solutions``)."""
     root = root or source_root()
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
@@ -135,7 +135,8 @@ def export(dest: Path, root: Path | None = None) -> list[Block]:
     turned = []
     for rel in solution_files(root):
         turned += blocks(root / rel)
-        (dest / rel).write_text(without_solutions(root / rel))
+        if not solutions:
+            (dest / rel).write_text(without_solutions(root / rel))
     return turned
 
 

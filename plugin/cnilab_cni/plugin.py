@@ -154,8 +154,7 @@ def ensure_bridge(nl: Netlink, conf: Config) -> dict:
 
 def create_veth(nl: Netlink, conf: Config, host_name: str, ifname: str, ns_fd: int) -> None:
     """Stage 02: the cable, its pod end born in the pod's namespace under its final name."""
-    # BEGIN SOLUTION: delete a leftover host_name (a crashed ADD of this attachment), then create the veth pair host_name <-> ifname with the pod end in ns_fd, both with conf.mtu
-    nl.del_link(host_name)
+    # BEGIN SOLUTION: create the veth pair host_name <-> ifname with the pod end in ns_fd, both with conf.mtu
     nl.add_veth(host_name, ifname, ns_fd, conf.mtu)
     # END SOLUTION
 
@@ -198,6 +197,8 @@ def cmd_add(conf: Config) -> dict:
     with InNetns(netns):
         inner = Netlink()  # bound to the pod's namespace for as long as it lives
     try:
+        # a crashed ADD of this very attachment left its veth (its pod end holds ifname): clear it first
+        nl.del_link(host_veth(cid, ifname))
         if inner.link(ifname) is not None:
             raise CniError(IFNAME_EXISTS, f"interface {ifname} already exists in {netns}", "choose another CNI_IFNAME or DEL first")
         bridge = ensure_bridge(nl, conf)

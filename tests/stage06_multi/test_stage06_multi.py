@@ -108,3 +108,15 @@ def test_routed_removing_a_peers_fdb_entry_breaks_exactly_that_peer(cluster, mod
     src, _ = pod(cluster, 1, 1)
     assert_no_ping(src, pod(cluster, 2, 1)[1])
     assert_ping(src, pod(cluster, 3, 1)[1], count=1)
+
+
+@pytest.mark.parametrize("mode", ["routed"], indirect=True)
+def test_routed_node_learns_the_pod_mtu_instead_of_losing_big_packets(cluster, mode):
+    """Both veth ends carry POD_MTU: then the node's bridge has it too, and a node sending a too-big
+    packet to its own pod gets told (EMSGSIZE), instead of the pod's end silently dropping it."""
+    node = cluster[0]
+    _, pod_ip = node.pods["n1p1"]
+    assert node.bridge.state().mtu == POD_MTU, "the bridge takes the smallest MTU of its ports"
+    assert_ping(node.ns, pod_ip, count=1, size=POD_MTU - 28, dont_fragment=True)
+    too_big = node.ns.ping(pod_ip, count=1, size=1500 - 28, dont_fragment=True, wait=0.5)
+    assert too_big.received == 0 and "too long" in too_big.error, too_big

@@ -153,6 +153,58 @@ def test_check_passes_after_add_and_fails_once_the_address_is_gone(cni):
     assert err.value.code > 0
 
 
+def _added(cni):
+    pod = cni.pod()
+    att = cni.attachment(pod)
+    return pod, att, cni.runtime.add(cni.conflist(), att)
+
+
+def test_check_fails_when_the_address_was_changed(cni):
+    """SPEC 2 "CHECK": a different address with the routes intact is still not what ADD configured."""
+    pod, att, result = _added(cni)
+    eth0 = pod.link("eth0")
+    eth0.del_address(result["ips"][0]["address"])  # takes the default route with it
+    eth0.add_address("10.22.200.200/16")
+    pod.add_route("default", via=GATEWAY)
+    with pytest.raises(CNIError):
+        cni.runtime.check(cni.conflist(), att)
+
+
+def test_check_fails_when_the_default_route_is_gone(cni):
+    """SPEC 2 "CHECK": routes of prevResult must exist; the address alone is not enough."""
+    pod, att, _ = _added(cni)
+    pod.del_route("default")
+    with pytest.raises(CNIError):
+        cni.runtime.check(cni.conflist(), att)
+
+
+def test_check_fails_when_the_interface_is_gone_and_says_so(cni):
+    """SPEC 2 "CHECK": the container interface CNI_IFNAME must exist."""
+    pod, att, _ = _added(cni)
+    pod.link("eth0").delete()
+    with pytest.raises(CNIError) as err:
+        cni.runtime.check(cni.conflist(), att)
+    assert "eth0" in err.value.msg + err.value.details, err.value
+
+
+def test_check_fails_when_the_host_end_left_the_bridge(cni):
+    """SPEC 2 "CHECK": the host side belongs to the configuration too."""
+    pod, att, result = _added(cni)
+    cni.node.link(host_interface(result)["name"]).nomaster()
+    with pytest.raises(CNIError):
+        cni.runtime.check(cni.conflist(), att)
+
+
+def test_ipam_routes_are_added_to_the_pod_and_the_result(cni):
+    """SPEC 4 "IP Allocation" routes: extra routes of the IPAM configuration reach the pod and the result."""
+    pod = cni.pod()
+    conflist = cni.conflist()
+    conflist["plugins"][0]["ipam"]["routes"] = [{"dst": "198.51.100.0/24"}]
+    result = cni.runtime.add(conflist, cni.attachment(pod))
+    assert any(r["dst"] == "198.51.100.0/24" for r in result["routes"]), result["routes"]
+    assert {"dst": "198.51.100.0/24", "gateway": GATEWAY, "dev": "eth0"} in pod.routes()
+
+
 # -- SPEC section 2: errors and well-known codes -------------------------------------------------
 
 def _raw(cni, command, stdin, env):
@@ -247,12 +299,15 @@ def test_first_in_a_chain_with_a_reference_plugin(cni, chained):
 def test_gc_removes_attachments_that_are_no_longer_valid(cni, request):
     """SPEC 2 "GC": everything of attachments missing from ``cni.dev/valid-attachments`` is released."""
     cni.plugin.differs(request, "predates spec 1.1.0: no GC verb")
-    conflist = cni.conflist("1.1.0")
+    conflist = cni.conflist("1.1.0", ipMasq=True)
     pods = [cni.pod() for _ in range(3)]
     results = [cni.runtime.add(conflist, cni.attachment(p)) for p in pods]
     cni.runtime.gc(conflist, [cni.attachment(p) for p in pods[:2]])
     assert cni.allocated() == sorted(result_ip(r) for r in results[:2])
     assert host_interface(results[2])["name"] not in cni.node.links()
+    masq = [r for r in cni.nat_rules() if "MASQUERADE" in r]
+    assert not [r for r in masq if f"{result_ip(results[2])}/32" in r], "the stale pod's NAT rule must go"
+    assert all([r for r in masq if f"{result_ip(x)}/32" in r] for x in results[:2]), "valid pods keep theirs"
     assert_ping(pods[0], result_ip(results[1]))
 
 
@@ -302,3 +357,32 @@ def test_del_after_a_crash_in_the_middle_of_add_leaves_nothing(cni, fault):
     cni.runtime.delete(conflist, att)
     assert cni.allocated() == [] and cni.nat_rules() == before
     assert [l for l in cni.node.links() if l.startswith("vc")] == [] and "eth0" not in pod.links()
+
+
+def test_add_again_after_a_crashed_add_without_del_succeeds(cni):
+    """A runtime may retry ADD straight after a failed one: the leftovers of the crash must not block it."""
+    if cni.plugin.reference:
+        pytest.skip("the crash is injected with cnilab's test hook CNILAB_CNI_FAULT; the reference has none")
+    pod = cni.pod()
+    conflist = cni.conflist()
+    att = cni.attachment(pod)
+    conf = cni.runtime.plugin_confs(conflist)[0]
+    env = {"CNI_CONTAINERID": att.container_id, "CNI_NETNS": att.netns, "CNI_IFNAME": att.ifname}
+    with pytest.raises(CNIError):
+        cni.runtime.exec_plugin(conf["type"], "ADD", conf, {**env, "CNILAB_CNI_FAULT": "after-veth"})
+    result = cni.runtime.add(conflist, att)
+    assert_ping(pod, GATEWAY, count=1)
+    assert cni.allocated() == [result_ip(result)]
+
+
+def test_ipmasq_pod_reaches_beyond_the_node(cni, lab):
+    """Conventions ``isGateway`` + ``ipMasq``: the node forwards the pod's traffic off the subnet and hides its
+    address, so a host that knows no route to the pods still answers (stage 05 inside the plugin)."""
+    outside = lab.netns("outside")
+    up, far = cni.node.veth("up0", outside, "eth0")
+    up.add_address("192.0.2.1/24").up()
+    far.add_address("192.0.2.254/24").up()
+    pod = cni.pod()
+    cni.runtime.add(cni.conflist(ipMasq=True), cni.attachment(pod))
+    assert cni.node.sysctl("net.ipv4.ip_forward") == "1"
+    assert_ping(pod, "192.0.2.254", count=2)
