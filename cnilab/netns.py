@@ -143,6 +143,13 @@ class Link:
         self.lab.apply(Step(shell(*attach_cmd(self.name, pid)), do=lambda: run_attach(self.name, pid),
                             undo=detach, undo_command=shell("ip", "netns", "del", self.name)))
 
+    def rename(self, new: str) -> "Link":
+        """Give the link another name (it must be down, as the kernel requires); returns the renamed link."""
+        check_ifname(new)
+        self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "set", self.name, "name", new),
+                               do=lambda: self.ns.ipr.link("set", index=self.index, ifname=new)))
+        return Link(self.ns, new)
+
     def delete(self) -> None:
         self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "del", self.name),
                                do=lambda: self.ns.ipr.link("del", index=self.index)))

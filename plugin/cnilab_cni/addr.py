@@ -1,7 +1,5 @@
 """IPv4 arithmetic on integers (the ``ipaddress`` module costs ~6 ms to import)."""
 
-from __future__ import annotations
-
 import _socket
 
 from .errors import INVALID_CONFIG, CniError

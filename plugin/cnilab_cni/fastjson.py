@@ -4,7 +4,6 @@
 call; the C scanner and encoder behind it need neither.
 """
 
-from __future__ import annotations
 
 try:
     import _json

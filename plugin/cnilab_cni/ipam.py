@@ -12,8 +12,6 @@ An flock on ``lock`` serialises allocators; waiting longer than the timeout is
 "try again later" (code 11).
 """
 
-from __future__ import annotations
-
 import fcntl
 import os
 import time

@@ -3,8 +3,6 @@
 iptables is run with ``os.posix_spawnp`` rather than ``subprocess`` (13 ms to import).
 """
 
-from __future__ import annotations
-
 import os
 
 from .errors import IO_FAILURE, CniError

@@ -4,8 +4,6 @@ Why by hand: importing pyroute2 costs ~250 ms per plugin call, 30x the reference
 plugin's whole ADD. These ~15 message shapes are all the plugin sends.
 """
 
-from __future__ import annotations
-
 import os
 import struct
 

@@ -4,8 +4,6 @@
 costs ~4.5 ms to import. ``_ctypes`` (the C half, 0.4 ms) can call libc directly.
 """
 
-from __future__ import annotations
-
 import os
 
 CLONE_NEWNET = 0x40000000

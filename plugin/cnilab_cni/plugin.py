@@ -6,8 +6,6 @@ pod's namespace as CNI_IFNAME (stage 02), addresses and the default route
 (stages 02, 05), MTU, and optionally a MASQUERADE rule (stage 05).
 """
 
-from __future__ import annotations
-
 import os
 import sys
 
