@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Iterator
 
 from .step import ip_cmd, ns_cmd
 
+NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
+
 if TYPE_CHECKING:
     from .netns import LinkState, Namespace
 
@@ -28,6 +30,7 @@ class Snapshot:
     namespaces: list["Namespace"]
     links: dict[tuple[str, int], "LinkState"] = field(default_factory=dict)
     addrs: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    vteps: dict[tuple[str, int], dict] = field(default_factory=dict)  # VXLAN devices: vni, local, learning, fdb
     _nsids: dict[str, dict[int, str]] = field(default_factory=dict)
 
     @classmethod
@@ -36,6 +39,11 @@ class Snapshot:
         for ns in snap.namespaces:
             for st in ns.link_states():
                 snap.links[(ns.name, st.index)] = st
+                if st.kind == "vxlan":
+                    from .netns import Link
+
+                    link = Link(ns, st.name)
+                    snap.vteps[(ns.name, st.index)] = {**ns.vxlan_info(link), "fdb": ns.fdb(link)}
             for a in ns.ipr.get_addr(family=2):
                 snap.addrs.setdefault((ns.name, a["index"]), []).append(a.get("IFA_ADDRESS"))
         return snap
@@ -80,8 +88,11 @@ class Snapshot:
     def label(self, key: tuple[str, int]) -> str:
         return f"{self.links[key].name} in {key[0]}"
 
-    def neighbours(self, key: tuple[str, int]) -> Iterator[tuple[tuple[str, int], str | None]]:
-        """L2 neighbours of a link and, for each, what blocks the frame (None when nothing does)."""
+    def neighbours(self, key: tuple[str, int], via_tunnel: bool = False) -> Iterator[tuple[tuple[str, int], str | None]]:
+        """L2 neighbours of a link and, for each, what blocks the frame (None when nothing does).
+
+        A frame that arrived through a VXLAN tunnel is never sent into another tunnel (``via_tunnel``).
+        """
         st = self.links[key]
         ns_name = key[0]
         peer = self.peer(key)
@@ -93,25 +104,45 @@ class Snapshot:
             bst = self.links.get(br)
             if bst:
                 yield br, None if bst.up else f"bridge {bst.name} in {ns_name} is down (`{ip_cmd(ns_name, 'link', 'set', bst.name, 'up')}`)"
+        if key in self.vteps and not via_tunnel:
+            yield from self._vxlan_peers(key)
         if st.kind == "bridge":
             for port in self.ports(ns_name, key[1]):
                 pst = self.links[port]
                 yield port, None if pst.up else f"bridge port {pst.name} in {ns_name} is down (`{ip_cmd(ns_name, 'link', 'set', pst.name, 'up')}`)"
 
+    def _vxlan_peers(self, key: tuple[str, int]) -> Iterator[tuple[tuple[str, int], str | None]]:
+        """VTEPs of the same VNI elsewhere: reachable when this device's FDB sends frames to their address."""
+        me = self.vteps[key]
+        st = self.links[key]
+        for other, them in self.vteps.items():
+            if other == key or them["vni"] != me["vni"] or them["local"] == me["local"]:
+                continue
+            # a bridged VTEP reaches a peer's pods only if ARP broadcasts get there: a flood (all-zeros)
+            # entry; a routed VTEP (no learning, no flooding) needs the entry for the peer VTEP's own MAC
+            mac = "00:00:00:00:00:00" if me["learning"] else self.links[other].mac
+            if (mac, them["local"]) in me["fdb"]:
+                yield other, None
+                continue
+            verb = "append" if me["learning"] else "add"
+            yield other, (f"VXLAN device {st.name} in {key[0]} has no FDB entry sending frames to the VTEP "
+                          f"{them['local']} of {other[0]} (`bridge -n {key[0]} fdb {verb} {mac} dev {st.name} "
+                          f"dst {them['local']} self permanent`)")
+
     def segment(self, start: tuple[str, int]) -> tuple[set[tuple[str, int]], dict[tuple[str, int], str]]:
         """Links reachable at L2 from ``start``; and, for links reachable only past a blocker, that blocker."""
         seen, blocked = {start}, {}
-        queue = deque([start])
+        queue = deque([(start, False)])
         while queue:
-            key = queue.popleft()
-            for nxt, blocker in self.neighbours(key):
+            key, via_tunnel = queue.popleft()
+            for nxt, blocker in self.neighbours(key, via_tunnel):
                 if nxt in seen:
                     continue
                 if blocker:
                     blocked.setdefault(nxt, blocker)
                     continue
                 seen.add(nxt)
-                queue.append(nxt)
+                queue.append((nxt, key in self.vteps and nxt in self.vteps))
         return seen, blocked
 
 
@@ -166,6 +197,14 @@ def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | N
             # the first blocker met on the way out from the source
             return f"the L2 path from {est.name} in {src.short} to the {role} {hop} is cut: {blocked[key]}."
         return _missing_l2_edge(snap, egress, owner, hop, role)
+
+    vtep = snap.vteps.get(egress)
+    if vtep and not vtep["learning"] and route["gateway"]:
+        # no learning, no flooding: ARP for the next hop cannot be answered, the entry must be there
+        usable = {ip for ip, _, state in src.neighbours(src.link(est.name)) if state & ~(NUD_INCOMPLETE | NUD_FAILED)}
+        if hop not in usable:
+            return (f"{est.name} in {src.short} has no permanent ARP entry for the next hop {hop} "
+                    f"(`{ip_cmd(src.name, 'neigh', 'add', hop, 'lladdr', snap.links[owner].mac, 'dev', est.name, 'nud', 'permanent')}`).")
 
     if route["gateway"] and owner[0] != src.name:
         router = snap.ns(owner[0])

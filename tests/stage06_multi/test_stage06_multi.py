@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from cnilab.diagnose import why_unreachable
 from cnilab.probes import EchoServer, assert_no_ping, assert_ping, tcp_roundtrip
 from cnilab.recipe import stage_module
 
@@ -108,6 +109,28 @@ def test_routed_removing_a_peers_fdb_entry_breaks_exactly_that_peer(cluster, mod
     src, _ = pod(cluster, 1, 1)
     assert_no_ping(src, pod(cluster, 2, 1)[1])
     assert_ping(src, pod(cluster, 3, 1)[1], count=1)
+    msg = why_unreachable(src, pod(cluster, 2, 1)[1])
+    assert "no FDB entry" in msg and node2.ip in msg, msg
+
+
+@pytest.mark.parametrize("mode", ["p2p"], indirect=True)
+def test_p2p_without_the_flood_entry_to_a_peer_its_pods_are_cut_off_and_the_diagnosis_says_why(cluster, mode):
+    node1, node2 = cluster[0], cluster[1]
+    node1.ns.del_fdb(node1.vtep, ZERO_MAC, node2.ip)
+    src, _ = pod(cluster, 1, 1)
+    assert_no_ping(src, pod(cluster, 2, 1)[1])
+    msg = why_unreachable(src, pod(cluster, 2, 1)[1])
+    assert "no FDB entry" in msg and node2.ip in msg, msg
+
+
+@pytest.mark.parametrize("mode", ["routed"], indirect=True)
+def test_routed_without_the_permanent_arp_entry_the_diagnosis_names_it(cluster, mode):
+    node1, node2 = cluster[0], cluster[1]
+    node1.ns.ipr.neigh("del", dst=node2.vtep_ip, ifindex=node1.vtep.index)
+    src, _ = pod(cluster, 1, 1)
+    assert_no_ping(src, pod(cluster, 2, 1)[1])
+    msg = why_unreachable(src, pod(cluster, 2, 1)[1])
+    assert "permanent ARP entry" in msg and node2.vtep_ip in msg, msg
 
 
 @pytest.mark.parametrize("mode", ["routed"], indirect=True)
