@@ -2,19 +2,23 @@
 
 1. ADD and DEL p50/p95 of cnilab's plugin against the reference bridge + host-local, measured in
    the same run, pod by pod alternately, through the same runtime. Goals: ADD <= 2x, DEL <= 1x.
-2. 110 sequential ADDs on one node (Kubernetes' default pod limit): the time per ADD must not grow
+2. The floor of any plugin run as one CPython process per call: a bare ``python3 -IS`` that only
+   deletes one veth (one RTM_DELLINK, nothing imported), against ``ip link del`` of the same kind of
+   veth, in the same run. It shows how much of DEL is interpreter start and kernel, not plugin.
+3. 110 sequential ADDs on one node (Kubernetes' default pod limit): the time per ADD must not grow
    with the count -- the last ten against the first ten, and the slope of a least-squares line.
 """
 
 from __future__ import annotations
 
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from cnilab import Lab
+from cnilab import Lab, nsexec
 from cnilab.cni import Attachment, Runtime, install_plugin
 
 PODS = int(sys.argv[1]) if len(sys.argv) > 1 else 50
@@ -26,6 +30,18 @@ def conflist(kind: str, data: Path, bridge: str) -> dict:
     return {"cniVersion": "1.0.0", "name": f"bench-{kind}", "plugins": [
         {"type": ptype, "bridge": bridge, "isGateway": True, "mtu": 1500,
          "ipam": {"type": ipam, "subnet": "10.30.0.0/16" if kind == "cnilab" else "10.31.0.0/16", "dataDir": str(data)}}]}
+
+
+FLOOR = """import _socket, sys
+name = sys.argv[1].encode() + b"\\0"
+s = _socket.socket(16, 3, 0)  # AF_NETLINK, SOCK_RAW, NETLINK_ROUTE
+s.bind((0, 0))
+size = 4 + len(name)
+body = bytes(16) + size.to_bytes(2, "little") + (3).to_bytes(2, "little") + name + bytes((4 - size % 4) % 4)
+s.send((16 + len(body)).to_bytes(4, "little") + (17).to_bytes(2, "little") + (5).to_bytes(2, "little")
+       + (1).to_bytes(4, "little") + bytes(4) + body)  # RTM_DELLINK, NLM_F_REQUEST|NLM_F_ACK
+s.recv(65536)
+"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -64,6 +80,26 @@ def main() -> int:
             print(f"  {verb}: reference p50 {r50:5.1f} p95 {r95:5.1f} | cnilab p50 {o50:5.1f} p95 {o95:5.1f} "
                   f"| ratio p50 {o50 / r50:.2f}x p95 {o95 / r95:.2f}x (goal <= {goal}x: "
                   f"{'met' if o50 / r50 <= goal else 'MISSED'})")
+
+    floor_script = work / "floor.py"
+    floor_script.write_text(FLOOR)
+    with Lab() as lab:
+        node = lab.netns("node")
+        br = node.bridge("br0").up()
+        floor = {"python -IS, one RTM_DELLINK": [], "ip link del": []}
+        for i in range(40):
+            pod = lab.netns(f"f{i}")
+            host, peer = node.veth(f"f{i}", pod, "eth0")
+            host.set_master(br).up()
+            peer.up()
+            kind = list(floor)[i % 2]
+            argv = ["/usr/bin/python3", "-IS", str(floor_script), host.name] if i % 2 == 0 else ["ip", "link", "del", host.name]
+            # started like the runtime starts plugins: fork, setns into the node, exec
+            floor[kind].append(timed(lambda: subprocess.run(argv, check=True, preexec_fn=lambda: nsexec.enter(node.name))))
+        ref_del = pct(times["reference"]["DEL"], 50)
+        print("floor of a process-per-call plugin's DEL (ms, p50):")
+        for kind, values in floor.items():
+            print(f"  {kind:30s} {pct(values, 50):5.1f}  ({pct(values, 50) / ref_del:.2f}x the reference's whole DEL)")
 
     with Lab() as lab:
         node = lab.netns("node")
