@@ -96,18 +96,16 @@ class Link:
         return self
 
     def add_address(self, cidr: str) -> "Link":
-        iface = _cidr(cidr)
-        self.ns.lab.apply(Step(
-            ip_cmd(self.ns.name, "addr", "add", cidr, "dev", self.name),
-            do=lambda: self.ns.ipr.addr("add", index=self.index, address=str(iface.ip), prefixlen=iface.network.prefixlen),
-        ))
-        return self
+        return self._address("add", cidr)
 
     def del_address(self, cidr: str) -> "Link":
+        return self._address("del", cidr)
+
+    def _address(self, verb: str, cidr: str) -> "Link":
         iface = _cidr(cidr)
         self.ns.lab.apply(Step(
-            ip_cmd(self.ns.name, "addr", "del", cidr, "dev", self.name),
-            do=lambda: self.ns.ipr.addr("del", index=self.index, address=str(iface.ip), prefixlen=iface.network.prefixlen),
+            ip_cmd(self.ns.name, "addr", verb, cidr, "dev", self.name),
+            do=lambda: self.ns.ipr.addr(verb, index=self.index, address=str(iface.ip), prefixlen=iface.network.prefixlen),
         ))
         return self
 
@@ -131,17 +129,6 @@ class Link:
         self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "set", self.name, "nomaster"),
                                do=lambda: self.ns.ipr.link("set", index=self.index, master=0)))
         return self
-
-    def attach(self, pid: int) -> None:
-        """Name the network namespace of process ``pid`` (a container) as this namespace (``ip netns attach``)."""
-        from .nodes import attach_cmd, run_attach
-
-        def detach() -> None:
-            self.close()
-            pyr_netns.remove(self.name)
-
-        self.lab.apply(Step(shell(*attach_cmd(self.name, pid)), do=lambda: run_attach(self.name, pid),
-                            undo=detach, undo_command=shell("ip", "netns", "del", self.name)))
 
     def rename(self, new: str) -> "Link":
         """Give the link another name (it must be down, as the kernel requires); returns the renamed link."""
@@ -183,23 +170,19 @@ class Namespace:
             self._ipr = None
 
     def create(self) -> None:
-        def remove() -> None:
-            self.close()
-            pyr_netns.remove(self.name)
-
         self.lab.apply(Step(shell("ip", "netns", "add", self.name), do=lambda: pyr_netns.create(self.name),
-                            undo=remove, undo_command=shell("ip", "netns", "del", self.name)))
+                            undo=self._remove, undo_command=shell("ip", "netns", "del", self.name)))
+
+    def _remove(self) -> None:
+        self.close()
+        pyr_netns.remove(self.name)
 
     def attach(self, pid: int) -> None:
         """Name the network namespace of process ``pid`` (a container) as this namespace (``ip netns attach``)."""
         from .nodes import attach_cmd, run_attach
 
-        def detach() -> None:
-            self.close()
-            pyr_netns.remove(self.name)
-
         self.lab.apply(Step(shell(*attach_cmd(self.name, pid)), do=lambda: run_attach(self.name, pid),
-                            undo=detach, undo_command=shell("ip", "netns", "del", self.name)))
+                            undo=self._remove, undo_command=shell("ip", "netns", "del", self.name)))
 
     def delete(self) -> None:
         """Delete this namespace now (``ip netns del``); its links and their veth peers go with it."""
