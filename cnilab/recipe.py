@@ -57,7 +57,8 @@ class Recipe:
             if name in recipe.steps:
                 return recipe.steps[name]
             recipe = recipe.base
-        raise LabError(f"Stage {self.stage:02d} has no build step named {name!r}: check the fixture name.")
+        raise LabError(f"Stage {self.stage:02d} has no build step named {name!r}: check the fixture name, "
+                       f"or pass it to build() when it is a test parameter (e.g. {name}=...).")
 
     def build(self, lab: Any, *targets: str, **given: Any) -> dict[str, Any]:
         """Run the steps (all, or those ``targets`` need) in dependency order; return their values.
