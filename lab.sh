@@ -20,7 +20,7 @@ fi
 # Stage 07 adds the reference CNI plugins (the yardstick) and containerd + runc (the kubelet's path);
 # busybox-static is the only content of the locally built images (nothing is ever pulled).
 APT=(ip:iproute2 iptables:iptables socat:socat ping:iputils-ping tcpdump:tcpdump iperf3:iperf3
-     conntrack:conntrack modprobe:kmod ps:procps unshare:util-linux dot:graphviz
+     conntrack:conntrack modprobe:kmod ps:procps unshare:util-linux
      /usr/lib/cni/bridge:containernetworking-plugins containerd:containerd runc:runc
      /bin/busybox:busybox-static)
 
