@@ -16,19 +16,23 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# "what proves it is installed:package" -- a second run stays offline and fast.
+# "what proves it is installed:package" (a command, a /path, or =package) -- a second run stays offline and fast.
 # Stage 07 adds the reference CNI plugins (the yardstick) and containerd + runc (the kubelet's path);
 # busybox-static is the only content of the locally built images (nothing is ever pulled).
 APT=(ip:iproute2 iptables:iptables socat:socat ping:iputils-ping tcpdump:tcpdump iperf3:iperf3
      conntrack:conntrack modprobe:kmod ps:procps unshare:util-linux
      /usr/lib/cni/bridge:containernetworking-plugins containerd:containerd runc:runc
-     /bin/busybox:busybox-static)
+     =busybox-static:busybox-static)   # "=pkg": the package itself (a dynamic busybox will not do)
 
 setup_apt() {
   local missing=() entry probe
   for entry in "${APT[@]}"; do
     probe=${entry%%:*}
-    if [[ $probe == /* ]]; then [ -e "$probe" ] && continue; else command -v "$probe" >/dev/null && continue; fi
+    case $probe in
+      /*) [ -e "$probe" ] && continue ;;
+      =*) dpkg -s "${probe#=}" >/dev/null 2>&1 && continue ;;
+      *)  command -v "$probe" >/dev/null && continue ;;
+    esac
     missing+=("${entry#*:}")
   done
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

@@ -57,7 +57,9 @@ def unavailable() -> str | None:
     for tool, pkg in (("containerd", "containerd"), ("ctr", "containerd"), ("runc", "runc"), ("nsenter", "util-linux")):
         if shutil.which(tool) is None:
             return f"`{tool}` is missing: apt-get install -y {pkg}"
-    if not os.path.exists("/bin/busybox"):
+    from .nodes import BUSYBOX, is_static
+
+    if not is_static(BUSYBOX):
         return "a static busybox is needed for the local image: apt-get install -y busybox-static"
     try:
         import cri_api.v1.api_pb2  # noqa: F401

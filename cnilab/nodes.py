@@ -59,7 +59,7 @@ def docker_unavailable() -> str | None:
     except Exception:  # noqa: BLE001 -- any failure means: no daemon to talk to
         return (f"no Docker daemon answers at {docker_host()}: start one with `./lab.sh dockerd` "
                 "(private, no bridge, no iptables)")
-    if not _is_static(BUSYBOX):
+    if not is_static(BUSYBOX):
         return f"{BUSYBOX} (a static busybox) is needed to build the node image: `apt-get install -y busybox-static`"
     return None
 
@@ -74,7 +74,7 @@ def require_docker() -> str:
     return "docker"
 
 
-def _is_static(path: str) -> bool:
+def is_static(path: str) -> bool:
     if not os.path.exists(path):
         return False
     with open(path, "rb") as f:
