@@ -23,6 +23,7 @@ class StageTally:
     failed: int = 0
     skipped: int = 0
     todo: int = 0       # failed because a workbook TODO is still open
+    xfailed: int = 0    # expected failures (the reference plugin's known differences)
     seconds: float = 0.0
     skip_reasons: set[str] = field(default_factory=set)
 
@@ -55,10 +56,12 @@ class Tally:
         tally = self.stages.setdefault(int(m.group(1)), StageTally())
         tally.seconds += report.duration
         if report.when == "call" or report.outcome != "passed":
-            if report.skipped:
+            if report.skipped and hasattr(report, "wasxfail"):
+                tally.xfailed += 1
+            elif report.skipped:
                 tally.skipped += 1
                 if isinstance(report.longrepr, tuple):
-                    tally.skip_reasons.add(str(report.longrepr[2]))
+                    tally.skip_reasons.add(str(report.longrepr[2]).removeprefix("Skipped: "))
             elif report.failed:
                 tally.failed += 1
                 tally.todo += bool(getattr(report, "cnilab_todo", None))
@@ -94,12 +97,13 @@ def run_stages(tests_dir: Path, stages: list[int] | None = None, extra: list[str
     code = pytest.main(args, plugins=[tally])
     elapsed = time.monotonic() - started
     table = Table(title=f"cnilab: the learning path, verified ({elapsed:.1f} s)")
-    for col in ("stage", "what it proves", "passed", "failed", "skipped", "seconds", "verdict"):
-        table.add_column(col, justify="right" if col in ("passed", "failed", "skipped", "seconds") else "left")
+    numeric = ("passed", "failed", "skipped", "xfail", "seconds")
+    for col in ("stage", "what it proves", *numeric, "verdict"):
+        table.add_column(col, justify="right" if col in numeric else "left")
     for stage in sorted(tally.stages):
         t = tally.stages[stage]
         table.add_row(f"{stage:02d}", title_of(stage, tests_dir), str(t.passed), str(t.failed), str(t.skipped),
-                      f"{t.seconds:.1f}", t.verdict)
+                      str(t.xfailed), f"{t.seconds:.1f}", t.verdict)
     console.print(table)
     for stage in sorted(tally.stages):
         for reason in sorted(tally.stages[stage].skip_reasons):
