@@ -45,6 +45,8 @@ def throughput(rounds: int = 5) -> dict[str, float]:
                 samples.setdefault(f"node->node underlay ({mode} lab)", []).append(iperf(n1.ns, n2.ns, n2.ip))
                 samples.setdefault(f"cross-node pod->pod ({mode})", []).append(iperf(a, c, c_ip))
                 samples.setdefault(f"same-node pod->pod ({mode} lab)", []).append(iperf(a, b, b_ip))
+                if mode == "routed":  # the tunnel alone, without the pods' veths and bridges: where the cost is
+                    samples.setdefault("node->node over VXLAN (routed lab)", []).append(iperf(n1.ns, n2.ns, n2.vtep_ip))
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
