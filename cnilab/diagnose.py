@@ -30,6 +30,7 @@ class Snapshot:
     namespaces: list["Namespace"]
     links: dict[tuple[str, int], "LinkState"] = field(default_factory=dict)
     addrs: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    cidrs: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # the same, with prefix lengths
     vteps: dict[tuple[str, int], dict] = field(default_factory=dict)  # VXLAN devices: vni, local, learning, fdb
     _nsids: dict[str, dict[int, str]] = field(default_factory=dict)
 
@@ -46,6 +47,7 @@ class Snapshot:
                     snap.vteps[(ns.name, st.index)] = {**ns.vxlan_info(link), "fdb": ns.fdb(link)}
             for a in ns.ipr.get_addr(family=2):
                 snap.addrs.setdefault((ns.name, a["index"]), []).append(a.get("IFA_ADDRESS"))
+                snap.cidrs.setdefault((ns.name, a["index"]), []).append(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
         return snap
 
     def ns(self, name: str) -> "Namespace":

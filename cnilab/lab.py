@@ -55,6 +55,21 @@ class Lab:
         used_prefixes.add(self.prefix)
         _open_labs.add(self)
 
+    @classmethod
+    def adopt(cls, prefix: str) -> "Lab":
+        """A handle on a lab left up earlier (``--keep``): its namespaces, not its registry.
+
+        What is done through this handle (a capture, a server for a trace) is undone at
+        teardown; the adopted namespaces themselves stay until ``cnilab cleanup``.
+        """
+        from .netns import Namespace
+
+        lab = cls(prefix=prefix)
+        for name in sorted(_taken_names()):
+            if name.startswith(prefix):
+                lab.namespaces[name] = Namespace(lab, name)
+        return lab
+
     # -- naming ---------------------------------------------------------------
     def name(self, short: str) -> str:
         """The full name of a lab object: the run prefix + ``short``."""
@@ -123,6 +138,15 @@ class Lab:
         if kind not in KINDS:
             raise LabError(f"Unknown node kind {kind!r}: use one of {', '.join(KINDS)}.")
         return docker_node(self, short) if kind == "docker" else self.netns(short)
+
+    def get(self, short: str) -> "Namespace":
+        """This lab's namespace ``short`` (e.g. "pod1"), which an earlier step created."""
+        try:
+            return self.namespaces[self.name(short)]
+        except KeyError:
+            have = ", ".join(ns.short for ns in self) or "none"
+            raise LabError(f"Lab {self.prefix} has no namespace {short!r} (it has: {have}): "
+                           "build the stage that creates it first.") from None
 
     def enter_hints(self) -> list[str]:
         """How to step into each namespace of this lab from a shell."""

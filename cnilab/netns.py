@@ -280,6 +280,13 @@ class Namespace:
         names = {m["index"]: m.get("IFLA_IFNAME") for m in self.ipr.get_links()}
         return [(names.get(a["index"], "?"), f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}") for a in self.ipr.get_addr(family=AF_INET)]
 
+    def ip(self, ifname: str = "eth0") -> str:
+        """The (first) IPv4 address of ``ifname``, without prefix length, as the kernel has it now."""
+        found = self.link(ifname).addresses()
+        if not found:
+            raise LabError(f"{ifname} in {self.name} has no IPv4 address: add one (`ip -n {self.name} addr add ... dev {ifname}`).")
+        return found[0].split("/")[0]
+
     def owns(self, ip: str) -> bool:
         return any(cidr.split("/")[0] == ip for _, cidr in self.addresses())
 
@@ -337,6 +344,19 @@ class Namespace:
         """(ip, mac, NUD state) of the IPv4 neighbour entries on ``dev``."""
         return [(n.get("NDA_DST"), n.get("NDA_LLADDR"), n["state"])
                 for n in self.ipr.get_neighbours(family=AF_INET, ifindex=dev.index)]
+
+    def flush_neighbours(self, dev: Link) -> None:
+        """Forget what ``dev`` learned by ARP (permanent entries stay): the next packet asks again."""
+        def flush() -> None:
+            for n in self.ipr.get_neighbours(family=AF_INET, ifindex=dev.index):
+                if not n["state"] & NUD_PERMANENT:
+                    try:
+                        self.ipr.neigh("del", dst=n.get("NDA_DST"), ifindex=dev.index)
+                    except NetlinkError as exc:
+                        if exc.code != 2:  # ENOENT: it expired meanwhile, which is the goal
+                            raise
+
+        self.lab.apply(Step(ip_cmd(self.name, "neigh", "flush", "dev", dev.name), do=flush))
 
     def add_fdb(self, dev: Link, mac: str, dst: str, *, append: bool = False) -> None:
         """A permanent forwarding entry of a VXLAN device: frames for ``mac`` go to VTEP ``dst``.

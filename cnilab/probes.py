@@ -33,6 +33,8 @@ class PingResult:
     sent: int
     received: int
     error: str = ""
+    command: str = ""   # the shell form of what ran
+    output: str = ""    # what ping printed
 
     @property
     def loss(self) -> float:
@@ -75,7 +77,8 @@ def ping(ns: "Namespace", dst: str, *, count: int = 2, interval: float = 0.01, w
     else:
         sent, received = count, 0
     error = done.stderr.decode(errors="replace").strip().splitlines()
-    return PingResult(ns.short, dst, sent, received, error[-1] if error else "")
+    return PingResult(ns.short, dst, sent, received, error[-1] if error else "", ns_cmd(ns.name, argv),
+                      (done.stdout + done.stderr).decode(errors="replace"))
 
 
 def assert_ping(src: "Namespace", dst: str, **kwargs) -> PingResult:

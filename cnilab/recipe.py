@@ -29,6 +29,7 @@ class Recipe:
         self.stage, self.title = stage, title
         self.path = _path or Path(sys._getframe(1).f_globals["__file__"]).resolve()
         self.steps: dict[str, Callable[..., Any]] = {}
+        self.traces: dict[str, Callable[..., Any]] = {}
         self.base = load_stage(base, self.path.parent.parent) if base else None
 
     def fixture(self, fn: Callable[..., Any]) -> Any:
@@ -40,6 +41,14 @@ class Recipe:
     def helper(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Record a building block that takes arguments (e.g. plug one pod into a bridge); not a fixture."""
         self.steps[fn.__name__] = fn
+        return fn
+
+    def trace(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Record a packet view of this stage: ``fn(lab)`` sends something and returns a ``Trace``.
+
+        Tests call it and assert on its packets; ``cnilab demo`` and ``cnilab trace`` print it.
+        """
+        self.traces[fn.__name__] = fn
         return fn
 
     def reuse(self, *names: str) -> tuple[Any, ...]:
@@ -60,17 +69,25 @@ class Recipe:
         raise LabError(f"Stage {self.stage:02d} has no build step named {name!r}: check the fixture name, "
                        f"or pass it to build() when it is a test parameter (e.g. {name}=...).")
 
-    def build(self, lab: Any, *targets: str, **given: Any) -> dict[str, Any]:
+    def build(self, lab: Any, *targets: str, on_step: Callable[[str, Callable[..., Any]], Any] | None = None,
+              **given: Any) -> dict[str, Any]:
         """Run the steps (all, or those ``targets`` need) in dependency order; return their values.
 
         ``given`` supplies values that are test parameters rather than steps (e.g. ``mode="routed"``).
+        ``on_step(name, fn)`` is called before each step runs and again with ``fn=None`` after it (a demo
+        narrates there).
         """
         values: dict[str, Any] = {"lab": lab, **given}
 
         def resolve(name: str) -> Any:
             if name not in values:
                 fn = self.step(name)
-                values[name] = fn(*[resolve(arg) for arg in inspect.signature(fn).parameters])
+                args = [resolve(arg) for arg in inspect.signature(fn).parameters]
+                if on_step:
+                    on_step(name, fn)
+                values[name] = fn(*args)
+                if on_step:
+                    on_step(name, None)
             return values[name]
 
         fixtures = [n for n, fn in self.steps.items() if getattr(fn, "_cnilab_fixture", False)]

@@ -8,6 +8,7 @@ pod's namespace as CNI_IFNAME (stage 02), addresses and the default route
 
 import os
 import sys
+import time
 
 from . import SUPPORTED_VERSIONS, addr, fastjson
 from .errors import (CHECK_FAILED, DECODE_FAILURE, IFNAME_EXISTS, INCOMPATIBLE_VERSION, INTERNAL,
@@ -323,23 +324,42 @@ def run(command: str, stdin: bytes) -> dict | None:
     return verbs[command](Config(stdin))
 
 
+def log_call(path: object, outcome: str) -> None:
+    """One line per call in the file the config names as ``logFile`` (what the runtime asked, what came of it)."""
+    if not isinstance(path, str) or not path:
+        return
+    e = os.environ.get
+    line = (f"{time.strftime('%H:%M:%S')} {e('CNI_COMMAND', '?')} container={e('CNI_CONTAINERID', '-')} "
+            f"ifname={e('CNI_IFNAME', '-')} netns={e('CNI_NETNS') or '-'} -> {outcome}\n")
+    try:
+        with open(path, "a") as f:
+            f.write(line)
+    except OSError:
+        pass  # a log that cannot be written must not fail the pod
+
+
 def main() -> int:
     stdin = sys.stdin.buffer.read()
-    version = SUPPORTED_VERSIONS[-1]
+    version, logfile = SUPPORTED_VERSIONS[-1], None
     try:
         try:
-            asked = fastjson.loads(stdin).get("cniVersion")
-            version = asked if asked in SUPPORTED_VERSIONS else version
+            raw = fastjson.loads(stdin)
+            version = raw.get("cniVersion") if raw.get("cniVersion") in SUPPORTED_VERSIONS else version
+            logfile = raw.get("logFile")
         except Exception:  # noqa: BLE001 -- reported properly by Config below
             pass
         out = run(env("CNI_COMMAND"), stdin)
     except CniError as err:
+        log_call(logfile, f"error {err.code}: {err.msg}")
         sys.stdout.write(fastjson.dumps({"cniVersion": version, "code": err.code, "msg": err.msg, "details": err.details}))
         return 1
     except Exception as exc:  # noqa: BLE001 -- a plugin must answer in JSON whatever happens
+        log_call(logfile, f"error {INTERNAL}: {exc}")
         sys.stdout.write(fastjson.dumps({"cniVersion": version, "code": INTERNAL, "msg": f"internal error: {exc}",
                                          "details": type(exc).__name__}))
         return 1
+    ips = [ip.get("address") for ip in (out or {}).get("ips") or []]
+    log_call(logfile, "ok" + (f" {', '.join(ips)}" if ips else ""))
     if out is not None:
         sys.stdout.write(fastjson.dumps(out))
     return 0

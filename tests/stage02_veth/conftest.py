@@ -6,7 +6,9 @@ the pod namespace, give both an address in the same subnet, bring both up,
 and the two namespaces can talk.
 """
 
+from cnilab.probes import assert_ping
 from cnilab.recipe import Recipe
+from cnilab.trace import Trace
 
 recipe = Recipe(2, "a veth pair connects the host to a pod", base=1)
 
@@ -35,3 +37,12 @@ def veth(lab, host, pod):
     pod_end.add_address(POD_IP).up()
     # END SOLUTION
     return host_end, pod_end
+
+
+@recipe.trace
+def ping_both_ways(lab):
+    """The host pings the pod, then the pod pings the host: the cable carries traffic both ways."""
+    host, pod = lab.get("host"), lab.get("pod")
+    there = assert_ping(host, POD_IP.split("/")[0], count=3)
+    back = assert_ping(pod, HOST_IP.split("/")[0], count=3)
+    return Trace(f"{there.command} && {back.command}", there.output + back.output, result=(there, back))

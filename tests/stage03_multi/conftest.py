@@ -5,7 +5,9 @@ bridge: a virtual L2 switch that floods unknown frames, learns which MAC sits
 behind which port, and -- with an address of its own -- is the pods' gateway.
 """
 
+from cnilab.probes import assert_ping
 from cnilab.recipe import Recipe
+from cnilab.trace import Trace, captured
 
 recipe = Recipe(3, "a bridge joins several pods (a virtual switch with a gateway)", base=1)
 
@@ -62,3 +64,15 @@ def pods(lab, host, bridge):
     {name: namespace} for every pod of POD_IPS, each plugged into the bridge.
     """
     return {name: plug(lab, host, bridge, name, cidr) for name, cidr in POD_IPS.items()}
+
+
+@recipe.trace
+def arp_flood(lab):
+    """pod1 pings pod2 for the first time: its ARP question "who has pod2?" is a broadcast, the bridge
+    floods it out of every port, so pod3 -- not part of the conversation -- hears it too."""
+    pod1, pod3 = lab.get("pod1"), lab.get("pod3")
+    pod1.flush_neighbours(pod1.link("eth0"))  # a kept lab remembers pod2's MAC: make pod1 ask again
+    ping, views = captured(lambda: assert_ping(pod1, POD_IPS["pod2"].split("/")[0], count=1), (pod3, "eth0"))
+    from scapy.layers.l2 import ARP
+
+    return Trace(ping.command, ping.output, views, result=ping, only=lambda p: ARP in p)

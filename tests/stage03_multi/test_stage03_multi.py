@@ -4,6 +4,9 @@ from itertools import permutations
 
 from cnilab.probes import assert_no_ping, assert_ping
 from cnilab.diagnose import why_unreachable
+from cnilab.recipe import stage_module
+
+stage = stage_module(__file__)
 
 IP = {"pod1": "10.0.3.11", "pod2": "10.0.3.12", "pod3": "10.0.3.13", "gateway": "10.0.3.1"}
 AF_BRIDGE = 7
@@ -29,14 +32,13 @@ def test_all_pairs_ping(host, bridge, pods):
     assert not failures, "\n".join(failures)
 
 
-def test_arp_request_is_flooded_to_other_pods(pods):
+def test_arp_request_is_flooded_to_other_pods(lab, pods):
     """pod1 asks "who has pod2?" as a broadcast: the bridge floods it, so pod3 hears it too."""
     from scapy.layers.l2 import ARP
 
-    with pods["pod3"].capture("eth0") as cap:
-        assert_ping(pods["pod1"], IP["pod2"], count=1)
-    asks = cap.matching(lambda p: ARP in p and p[ARP].op == 1 and p[ARP].pdst == IP["pod2"] and p[ARP].psrc == IP["pod1"])
-    assert asks, f"pod3 did not see pod1's ARP request for pod2; it saw:\n{cap.summary()}"
+    seen = stage.arp_flood(lab).view("pod3 eth0")
+    asks = seen.matching(lambda p: ARP in p and p[ARP].op == 1 and p[ARP].pdst == IP["pod2"] and p[ARP].psrc == IP["pod1"])
+    assert asks, f"pod3 did not see pod1's ARP request for pod2; it saw:\n{seen.summary()}"
 
 
 def test_bridge_fdb_learns_each_pod_mac_on_its_port(host, bridge, pods):

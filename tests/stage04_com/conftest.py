@@ -5,8 +5,10 @@ client in pod2 connects to pod1's address: the three-way handshake and the
 payload cross the bridge exactly like ping did.
 """
 
-from cnilab.probes import EchoServer
+from cnilab.probes import EchoServer, listening_ports, tcp_roundtrip
 from cnilab.recipe import Recipe
+from cnilab.step import ns_cmd
+from cnilab.trace import Trace, captured
 
 recipe = Recipe(4, "TCP between pods over the bridge", base=3)
 
@@ -28,3 +30,18 @@ def echo_server(lab, pods):
     # BEGIN SOLUTION: start a TCP echo server listening on PORT in pod1 and return it
     return EchoServer(pods["pod1"], PORT)
     # END SOLUTION
+
+
+@recipe.trace
+def tcp_handshake(lab):
+    """pod2 connects to the echo server in pod1: SYN, SYN-ACK, ACK cross the bridge, then the bytes go
+    there and back, and FIN closes it."""
+    pod1, pod2, host = lab.get("pod1"), lab.get("pod2"), lab.get("host")
+    if PORT not in listening_ports(pod1):
+        EchoServer(pod1, PORT)  # a kept lab's server ended with the process that started it
+    dst = pod1.ip("eth0")
+    echoed, views = captured(lambda: tcp_roundtrip(pod2, dst, PORT, b"ping"), (host, "br0"))
+    from scapy.layers.inet import TCP
+
+    return Trace(ns_cmd(pod2.name, ["socat", "-", f"TCP:{dst}:{PORT}"]) + " <<< ping", echoed.decode(), views,
+                 result=echoed, only=lambda p: TCP in p and PORT in (p[TCP].sport, p[TCP].dport))

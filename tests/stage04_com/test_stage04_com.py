@@ -6,6 +6,9 @@ import socket
 import pytest
 
 from cnilab.probes import socat_roundtrip, socat_server, tcp_roundtrip
+from cnilab.recipe import stage_module
+
+stage = stage_module(__file__)
 
 POD1 = "10.0.3.11"
 PORT = 7000
@@ -36,13 +39,14 @@ def test_unreachable_pod_is_a_timeout_not_a_refusal(echo_server, host, pods):
         tcp_roundtrip(pods["pod2"], POD1, PORT, b"x", timeout=0.5)
 
 
-def test_handshake_is_captured_on_the_bridge(echo_server, host, bridge, pods):
+def test_handshake_is_captured_on_the_bridge(lab, echo_server, pods):
     from scapy.layers.inet import TCP
 
-    with host.capture(bridge.name) as cap:
-        tcp_roundtrip(pods["pod2"], POD1, PORT, b"ping")
-    tcp = [p[TCP] for p in cap.packets if TCP in p and PORT in (p[TCP].sport, p[TCP].dport)]
+    trace = stage.tcp_handshake(lab)
+    assert trace.result == b"ping" and echo_server.accepted == 1, "the trace must use the running echo server"
+    seen = trace.view("host br0")
+    tcp = [p[TCP] for p in seen.packets if TCP in p and PORT in (p[TCP].sport, p[TCP].dport)]
     flags = [str(t.flags) for t in tcp]
-    assert flags[:3] == ["S", "SA", "A"], f"expected SYN, SYN-ACK, ACK first; saw {flags}\n{cap.summary()}"
+    assert flags[:3] == ["S", "SA", "A"], f"expected SYN, SYN-ACK, ACK first; saw {flags}\n{seen.summary()}"
     syn, synack = tcp[0], tcp[1]
     assert syn.dport == PORT and synack.sport == PORT and synack.ack == syn.seq + 1

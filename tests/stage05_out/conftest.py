@@ -11,8 +11,9 @@ host's uplink 192.0.2.1 faces the ISP router 192.0.2.254, and the server
 203.0.113.10 lives behind it. Nothing leaves the lab.
 """
 
-from cnilab.probes import EchoServer
+from cnilab.probes import EchoServer, assert_ping
 from cnilab.recipe import Recipe
+from cnilab.trace import Trace, captured
 
 recipe = Recipe(5, "egress: default route, forwarding and MASQUERADE to a simulated internet", base=3)
 
@@ -100,3 +101,15 @@ def masquerade(lab, host, uplink):
 def egress(lab, pod_routes, forwarding, masquerade):
     """Name: egress. Scope: function. Depends: pod_routes, forwarding, masquerade (all three ingredients)."""
     return pod_routes
+
+
+@recipe.trace
+def source_rewrite(lab):
+    """pod1 pings the server. On the bridge, before the host routes it, the packet carries pod1's private
+    address; on the internet side, after MASQUERADE, it carries the host's uplink address -- and the
+    reply comes back to the uplink, where conntrack turns it back towards pod1."""
+    pod1, host, inet = lab.get("pod1"), lab.get("host"), lab.get("inet")
+    ping, views = captured(lambda: assert_ping(pod1, SERVER_IP, count=1), (host, "br0"), (inet, "eth0"))
+    from scapy.layers.inet import ICMP
+
+    return Trace(ping.command, ping.output, views, result=ping, only=lambda p: ICMP in p)

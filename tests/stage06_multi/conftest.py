@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from cnilab.netns import Link, Namespace
+from cnilab.probes import assert_ping
 from cnilab.recipe import Recipe
+from cnilab.trace import Trace, captured
 
 recipe = Recipe(6, "several nodes joined by a VXLAN overlay (UDP 4789)", base=3)
 
@@ -164,3 +166,15 @@ def cluster(lab, underlay, mode, node_kind):
     for n in range(1, NODES + 1):
         add_node(lab, underlay, n, mode, nodes, node_kind)
     return nodes
+
+
+@recipe.trace
+def vxlan_wrap(lab):
+    """A pod on node1 pings a pod on node2. On the underlay switch the pods' frame travels inside
+    Ethernet / IP between the two nodes / UDP to port 4789 / VXLAN with the VNI."""
+    src, dst, wire = lab.get("n1p1"), lab.get("n2p1"), lab.get("wire")
+    ping, views = captured(lambda: assert_ping(src, dst.ip("eth0"), count=2), (wire, "ul0"))
+    from scapy.layers.inet import UDP
+
+    return Trace(ping.command, ping.output, views, result=ping,
+                 only=lambda p: UDP in p and p[UDP].dport == VXLAN_PORT)

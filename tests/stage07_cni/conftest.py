@@ -23,8 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from cnilab import cri
+from cnilab.cleanup import release_dir
 from cnilab.cni import Attachment, Runtime, install_plugin
+from cnilab.errors import LabError
 from cnilab.recipe import Recipe
+from cnilab.trace import Trace
 
 recipe = Recipe(7, "a CNI plugin (ADD/DEL/CHECK/VERSION/STATUS/GC) as a runtime calls it")
 
@@ -166,3 +170,73 @@ def host_interface(result: dict) -> dict:
 
 def as_json(err) -> dict:
     return json.loads(json.dumps(err.raw))
+
+
+CRI_SUBNET_PREFIX = "10.88."
+CRI_NETWORK = "k8s-pod-network"
+
+
+@recipe.helper
+def kubelet_on(lab, node):
+    """containerd (CRI) running in `node` with cnilab as its only CNI network, and a CRI client for it.
+
+    Returns (client, None), or (None, why) where containerd, runc or the CRI client are missing.
+    """
+    why = cri.unavailable()
+    if why:
+        return None, why
+    work = Path(f"/run/cnilab/{lab.prefix}ctrd")  # short: containerd's sockets live below it
+    conf_dir, ipam, bin_dir = work / "net.d", work / "ipam", work / "bin"
+    conf_dir.mkdir(parents=True)
+    install_plugin(bin_dir, source=PLUGIN_SOURCE)
+    os.symlink(f"{REFERENCE_DIR}/loopback", bin_dir / "loopback")  # containerd always runs loopback too
+    (conf_dir / "10-cnilab.conflist").write_text(json.dumps({"cniVersion": "1.0.0", "name": CRI_NETWORK, "plugins": [
+        {"type": "cnilab", "bridge": "cni0", "mtu": 1500, "logFile": str(work / "cnilab.log"),
+         "ipam": {"type": "cnilab", "subnet": f"{CRI_SUBNET_PREFIX}0.0/16", "dataDir": str(ipam)}}]}))
+    containerd = cri.Containerd(node, work, bin_dir, conf_dir).start()
+    client = cri.Kubelet(containerd.sock)
+    client.work, client.ipam, client.log = work, ipam / CRI_NETWORK, work / "cnilab.log"
+
+    def stop_pods() -> None:  # pods still up get their DELs before containerd stops (undone first)
+        for pod in client.pods():
+            try:
+                client.stop_pod(pod.id)
+                client.remove_pod(pod.id)
+            except (cri.CRIError, LabError):
+                pass  # stopping containerd reaps what is left
+        client.close()
+
+    lab.defer("crictl stopp/rmp every pod", stop_pods)
+    return client, None
+
+
+@recipe.trace
+def pod_comes_up(lab):
+    """A pod is created: the runtime runs the plugin with ADD, the plugin builds the pod's network (bridge,
+    veth, address, route) and answers with the address it chose. Through containerd's CRI when it is
+    installed, as the kubelet does; else through cnilab's own runtime."""
+    node = lab.get("node")
+    client, why = kubelet_on(lab, node)
+    if client is not None:
+        sandbox, _ = client.run_pod("web", client.work / "logs")
+        status = client.pod_status(sandbox)
+        state = client.pb.PodSandboxState.Name(status.state)
+        return Trace("crictl runp web.json   # the kubelet's RunPodSandbox, over CRI v1 to containerd",
+                     f"pod web: {state}, IP {status.network.ip} (PodSandboxStatus)",
+                     log=client.log.read_text().splitlines(), result=status.network.ip)
+    work = Path(f"/run/cnilab/{lab.prefix}cni")
+    work.mkdir(parents=True)
+    lab.defer(f"rm -r {work}", lambda: release_dir(work))
+    install_plugin(work / "bin", source=PLUGIN_SOURCE)
+    runtime = Runtime([work / "bin"], work / "cache", node=node.name)
+    conflist = {"cniVersion": "1.1.0", "name": NETWORK, "plugins": [
+        {"type": "cnilab", "bridge": "cni0", "mtu": 1500, "logFile": str(work / "cnilab.log"),
+         "ipam": {"type": "cnilab", "subnet": SUBNET, "dataDir": str(work / "ipam")}}]}
+    pod = lab.netns("web")
+    att = Attachment("ctr-web", f"/run/netns/{pod.name}")
+    result = runtime.add(conflist, att)
+    lab.defer("CNI DEL ctr-web", lambda: runtime.delete(conflist, att))
+    ip = result["ips"][0]["address"]
+    return Trace(f"CNI_COMMAND=ADD CNI_CONTAINERID=ctr-web CNI_NETNS={att.netns} CNI_IFNAME=eth0 cnilab < conflist.json "
+                 f"   # ({why}: cnilab's runtime instead of containerd)",
+                 json.dumps(result, indent=1), log=(work / "cnilab.log").read_text().splitlines(), result=ip)

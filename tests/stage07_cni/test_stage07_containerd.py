@@ -4,51 +4,23 @@ containerd runs privately inside the lab's node namespace; a small kubelet-like 
 CRI v1 to it. Skips, saying why, where containerd, runc or the CRI client are missing.
 """
 
-import json
 import os
-from pathlib import Path
 
 import pytest
 
-from cnilab import cri
-from cnilab.errors import LabError
-from cnilab.cni import install_plugin
 from cnilab.recipe import stage_module
 
 stage = stage_module(__file__)
-REFERENCE_DIR = stage.REFERENCE_DIR
-SUBNET_PREFIX = "10.88."
-NETWORK = "k8s-pod-network"
+SUBNET_PREFIX = stage.CRI_SUBNET_PREFIX
 
 
 @pytest.fixture
 def kubelet(lab, node):
-    """Name: kubelet. Scope: function. Depends: lab, node.
-
-    containerd (CRI) on the node with cnilab as its only CNI network, and a CRI client.
-    """
-    reason = cri.unavailable()
-    if reason:
-        pytest.skip(f"containerd tier: {reason}")
-    work = Path(f"/run/cnilab/{lab.prefix}ctrd")  # short: containerd's sockets live below it
-    conf_dir, ipam, bin_dir = work / "net.d", work / "ipam", work / "bin"
-    conf_dir.mkdir(parents=True)
-    install_plugin(bin_dir, source=stage.PLUGIN_SOURCE)
-    os.symlink(f"{REFERENCE_DIR}/loopback", bin_dir / "loopback")  # containerd always runs loopback too
-    (conf_dir / "10-cnilab.conflist").write_text(json.dumps({"cniVersion": "1.0.0", "name": NETWORK, "plugins": [
-        {"type": "cnilab", "bridge": "cni0", "mtu": 1500,
-         "ipam": {"type": "cnilab", "subnet": f"{SUBNET_PREFIX}0.0/16", "dataDir": str(ipam)}}]}))
-    containerd = cri.Containerd(node, work, bin_dir, conf_dir).start()
-    client = cri.Kubelet(containerd.sock)
-    client.work, client.ipam = work, ipam / NETWORK
-    yield client
-    for pod in client.pods():  # pods a failing test left: give them their DELs before containerd stops
-        try:
-            client.stop_pod(pod.id)
-            client.remove_pod(pod.id)
-        except (cri.CRIError, LabError):
-            pass  # the test already failed for this; stopping containerd reaps what is left
-    client.close()
+    """Name: kubelet. Scope: function. Depends: lab, node. The stage's kubelet (containerd + CRI client)."""
+    client, why = stage.kubelet_on(lab, node)
+    if client is None:
+        pytest.skip(f"containerd tier: {why}")
+    return client
 
 
 def allocated(kubelet) -> dict[str, str]:
@@ -87,3 +59,20 @@ def test_stop_and_remove_give_the_ip_back_and_leave_nothing(kubelet, node):
     assert os.listdir(netns_dir) == [], "the pod's network namespace is gone"
     again, _ = kubelet.run_pod("web2", kubelet.work / "logs")
     assert kubelet.pod_status(again).network.ip.startswith(SUBNET_PREFIX)
+
+
+@pytest.mark.parametrize("runtime", ["containerd", "cnilab-runtime"])
+def test_a_pod_comes_up_and_the_plugin_logs_the_call(lab, node, runtime, monkeypatch):
+    """The demo's scene, both ways: the pod's address is the one the plugin logged."""
+    from cnilab import cri
+
+    if runtime == "containerd" and cri.unavailable():
+        pytest.skip(f"containerd tier: {cri.unavailable()}")
+    if runtime == "cnilab-runtime":
+        monkeypatch.setattr(cri, "unavailable", lambda: "containerd left out on purpose")
+    trace = stage.pod_comes_up(lab)
+    assert ("crictl" in trace.probe) is (runtime == "containerd")
+    adds = [line for line in trace.log if " ADD " in line and " -> ok " in line]
+    assert len(adds) == 1, f"expected one successful ADD in the plugin's log, got {trace.log}"
+    assert adds[0].split(" -> ok ")[1].split("/")[0] == trace.result.split("/")[0]
+    assert "ifname=eth0" in adds[0]
