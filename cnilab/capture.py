@@ -35,6 +35,7 @@ class Capture:
         # scapy costs ~0.7 s to import: only captures pay it
         import scapy.layers.inet  # noqa: F401 -- registers IP/TCP/ICMP so frames decode fully
         import scapy.layers.l2  # noqa: F401
+        import scapy.layers.vxlan  # noqa: F401 -- binds VXLAN to UDP 4789, so overlay frames decode inside
         from scapy.arch.linux import L2ListenSocket
 
         def open_socket():

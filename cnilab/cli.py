@@ -105,6 +105,58 @@ def cmd_hint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tests_dir(arg: str | None) -> Path:
+    from .runner import default_tests_dir
+
+    return Path(arg) if arg else default_tests_dir()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    _need_root("demo")
+    given = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise LabError(f"--set {item!r} is not KEY=VALUE: write it like `--set mode=routed`.")
+        given[key] = value
+    return run_demo(args.stage, _tests_dir(args.tests), auto=args.auto, keep=args.keep, verify=not args.no_verify,
+                    pictures=None if args.no_picture else Path(args.pictures), given=given)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .lab import Lab
+    from .topology import Topology, pick_prefix
+
+    _need_root("show")
+    with Lab.adopt(pick_prefix(args.prefix)) as lab:
+        topo = Topology.of(lab)
+    Console().print(topo.tree())
+    if not args.no_picture:
+        paths = topo.render(Path(args.out), lab.prefix.rstrip("-"), f"lab {lab.prefix}")
+        print(f"picture: {', '.join(map(str, paths))}")
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .lab import Lab
+    from .recipe import load_stage
+    from .topology import pick_prefix
+    from .trace import render
+
+    _need_root("trace")
+    traces = load_stage(args.stage, _tests_dir(args.tests)).traces
+    if not traces:
+        raise LabError(f"Stage {args.stage:02d} has no packet views (stages 02-07 have): pick another stage.")
+    console = Console()
+    with Lab.adopt(pick_prefix(args.prefix)) as lab:
+        for name, trace in traces.items():
+            console.print(f"[bold]{name}[/]")
+            console.print(render(trace(lab)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnilab", description="The verifiable lab for container networking.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +194,26 @@ def build_parser() -> argparse.ArgumentParser:
     hint.add_argument("--dir", help="the workbook (default: the one around the current folder)")
     hint.add_argument("--reference", action="store_true", help="read the hints of this checkout, outside a workbook")
     hint.set_defaults(func=cmd_hint)
+    demo = sub.add_parser("demo", help="build a stage step by step, narrated and paced by Enter, then verify it")
+    demo.add_argument("stage", type=int, choices=range(1, 8), metavar="N", help="stage 1-7")
+    demo.add_argument("--auto", action="store_true", help="run unpaced (CI, recordings)")
+    demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards (then `cnilab show`, `cnilab trace`)")
+    demo.add_argument("--no-verify", action="store_true", help="skip the stage's tests at the end")
+    demo.add_argument("--pictures", default="cnilab-pictures", help="where the stage's picture goes (default: ./cnilab-pictures)")
+    demo.add_argument("--no-picture", action="store_true", help="draw no picture")
+    demo.add_argument("--set", action="append", metavar="KEY=VALUE", help="a stage parameter, e.g. --set mode=routed (stage 06)")
+    demo.add_argument("--tests", help="the tests folder (default: this checkout's tests/)")
+    demo.set_defaults(func=cmd_demo)
+    show = sub.add_parser("show", help="draw the live lab from kernel state: a tree here, SVG and PNG files")
+    show.add_argument("--prefix", help="which lab (default: the only one that is up)")
+    show.add_argument("--out", default="cnilab-pictures", help="folder for PREFIX.svg and PREFIX.png (default: ./cnilab-pictures)")
+    show.add_argument("--no-picture", action="store_true", help="only the tree")
+    show.set_defaults(func=cmd_show)
+    trace = sub.add_parser("trace", help="run a stage's packet views on a kept lab and print the packets layer by layer")
+    trace.add_argument("stage", type=int, choices=range(1, 8), metavar="N")
+    trace.add_argument("--prefix", help="which lab (default: the only one that is up)")
+    trace.add_argument("--tests", help="the tests folder (default: this checkout's tests/)")
+    trace.set_defaults(func=cmd_trace)
     return parser
 
 

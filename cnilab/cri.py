@@ -149,6 +149,18 @@ class Containerd:
         release_dir(self.workdir)
 
 
+def process_in(netns_file: Path) -> int:
+    """A process living in the network namespace that ``netns_file`` holds (a pod sandbox's pause)."""
+    target = os.stat(netns_file).st_ino
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino == target:
+                return int(pid)
+        except OSError:
+            continue  # it ended while we looked
+    raise LabError(f"No process lives in the network namespace {netns_file}: is the pod sandbox running?")
+
+
 class CRIError(AssertionError):
     """A CRI call failed; the message is containerd's one-line reason (often the CNI plugin's error)."""
 

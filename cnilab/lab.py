@@ -131,6 +131,16 @@ class Lab:
         self.namespaces[name] = ns
         return ns
 
+    def attach(self, short: str, pid: int) -> "Namespace":
+        """Name the network namespace of process ``pid`` (a container, a pod sandbox) as ``<prefix><short>``."""
+        from .netns import Namespace
+
+        name = check_nsname(self.name(short))
+        ns = Namespace(self, name)
+        ns.attach(pid)
+        self.namespaces[name] = ns
+        return ns
+
     def node(self, short: str, kind: str = "netns") -> "Namespace":
         """A machine of the lab: a namespace (default) or a Docker container's namespace (``kind="docker"``)."""
         from .nodes import KINDS, docker_node

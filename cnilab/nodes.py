@@ -127,10 +127,7 @@ def docker_node(lab: "Lab", short: str) -> "Namespace":
     pid = lab.apply(Step(shell("docker", "run", "-d", "--name", name, "--network", "none", "--cap-add", "NET_ADMIN",
                                IMAGE, "sleep", "infinity"),
                          do=start, undo=lambda: container.stop(), undo_command=shell("docker", "rm", "-f", name)))
-    ns = Namespace(lab, name)
-    ns.attach(pid)
-    lab.namespaces[name] = ns
-    return ns
+    return lab.attach(short, pid)
 
 
 def remove_containers(prefixes: set[str] | None) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -77,6 +78,30 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         yield the_lab
     if keep and the_lab.namespaces:
         _kept.append(the_lab)
+        _picture(request, the_lab)
+
+
+#: stage -> (size of the largest kept lab drawn, its picture files): one picture per stage
+_pictures: dict[int, tuple[int, list[str]]] = {}
+
+
+def _picture(request: pytest.FixtureRequest, lab: Lab) -> None:
+    """With --keep, draw each stage's largest kept lab to cnilab-pictures/stageNN.svg and .png."""
+    from .topology import Topology
+
+    stage = stage_of(request.node)
+    if stage is None:
+        return
+    topo = Topology.of(lab)
+    size = len(topo.ifaces) + len(topo.edges)
+    if size <= _pictures.get(stage, (0, []))[0]:
+        return
+    out = Path(str(request.config.rootpath)) / "cnilab-pictures"
+    try:
+        paths = topo.render(out, f"stage{stage:02d}", f"stage {stage:02d} ({request.node.name})")
+    except LabError as exc:  # no graphviz: the lab is still kept, only the picture is missing
+        paths = [f"no picture: {exc}"]
+    _pictures[stage] = (size, [str(p) for p in paths])
 
 
 @pytest.fixture
@@ -140,3 +165,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             for hint in kept.enter_hints():
                 terminalreporter.write_line(f"  {hint}")
         terminalreporter.write_line("remove them with: cnilab cleanup")
+        for stage, (_, paths) in sorted(_pictures.items()):
+            terminalreporter.write_line(f"  stage {stage:02d} picture: {', '.join(paths)}")

@@ -12,6 +12,7 @@ A later stage builds on an earlier one with ``Recipe(4, ..., base=3)`` and
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib.util
 import inspect
@@ -22,6 +23,11 @@ from typing import Any, Callable
 import pytest
 
 from .errors import LabError, Todo
+
+
+#: The hook of the build in progress (a demo's narration); helpers announce themselves to it.
+_on_step: contextvars.ContextVar[Callable[[str, Callable[..., Any] | None], Any] | None] = \
+    contextvars.ContextVar("cnilab_on_step", default=None)
 
 
 class Recipe:
@@ -40,8 +46,18 @@ class Recipe:
 
     def helper(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Record a building block that takes arguments (e.g. plug one pod into a bridge); not a fixture."""
-        self.steps[fn.__name__] = fn
-        return fn
+        @functools.wraps(fn)
+        def announced(*args: Any, **kwargs: Any) -> Any:
+            hook = _on_step.get()
+            if hook is None:
+                return fn(*args, **kwargs)
+            hook(fn.__name__, fn)
+            value = fn(*args, **kwargs)
+            hook(fn.__name__, None)
+            return value
+
+        self.steps[fn.__name__] = announced
+        return announced
 
     def trace(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Record a packet view of this stage: ``fn(lab)`` sends something and returns a ``Trace``.
@@ -91,8 +107,12 @@ class Recipe:
             return values[name]
 
         fixtures = [n for n, fn in self.steps.items() if getattr(fn, "_cnilab_fixture", False)]
-        for name in targets or fixtures:
-            resolve(name)
+        token = _on_step.set(on_step)
+        try:
+            for name in targets or fixtures:
+                resolve(name)
+        finally:
+            _on_step.reset(token)
         return values
 
 

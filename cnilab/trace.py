@@ -101,7 +101,7 @@ def layers(pkt: "Packet") -> list[str]:
     return out
 
 
-def render(trace: Trace, *, limit: int = 6, only: Callable[["Packet"], bool] | None = None):
+def render(trace: Trace, *, limit: int = 10, only: Callable[["Packet"], bool] | None = None):
     """A rich renderable: the probe, its output, then each view's packets as nested layer trees."""
     from rich.console import Group
     from rich.text import Text

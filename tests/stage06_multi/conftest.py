@@ -45,6 +45,7 @@ POD_MTU = UNDERLAY_MTU - VXLAN_OVERHEAD
 VXLAN_PORT = 4789
 VNI = {"p2p": 42, "routed": 1}
 ZERO_MAC = "00:00:00:00:00:00"
+DEMO = {"mode": "p2p"}       # `cnilab demo 6` builds the seed's overlay; `--set mode=routed` the other
 
 
 @dataclass

@@ -221,6 +221,9 @@ def pod_comes_up(lab):
         sandbox, _ = client.run_pod("web", client.work / "logs")
         status = client.pod_status(sandbox)
         state = client.pb.PodSandboxState.Name(status.state)
+        # name the pod's namespace in the lab, so the state shown and the picture include the pod
+        netns_dir = client.work / "state" / "io.containerd.grpc.v1.cri" / "netns"
+        lab.attach("web", cri.process_in(next(netns_dir.iterdir())))
         return Trace("crictl runp web.json   # the kubelet's RunPodSandbox, over CRI v1 to containerd",
                      f"pod web: {state}, IP {status.network.ip} (PodSandboxStatus)",
                      log=client.log.read_text().splitlines(), result=status.network.ip)

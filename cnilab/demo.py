@@ -1,0 +1,142 @@
+"""``cnilab demo N``: a stage built step by step in front of an audience, from the stage's own recipe.
+
+Like a demo-magic.sh session: before each build step a sentence says why
+(the fixture's docstring), each kernel change is typed out as the shell
+command it stands for, the presenter presses Enter, it runs, and the state
+it produced is shown (addresses, routes, bridge ports). Then the stage's
+traces run (a ping, a TCP exchange, their packets layer by layer), a picture
+of the lab is saved, the lab is torn down, and the stage's tests give their
+verdict. Nothing here builds anything itself: the steps are the recipe's,
+run through ``Recipe.build`` with a narrator attached to the ``Lab``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.rule import Rule
+
+from .lab import Lab
+from .recipe import _load, load_stage, stage_dir
+from .step import Step
+from .topology import Topology
+
+
+def why_of(fn: Callable[..., Any]) -> str:
+    """The sentence a fixture or helper gives for itself: its docstring without the Name/Scope line."""
+    doc = inspect.getdoc(fn) or ""
+    paragraphs = [p for p in doc.split("\n\n") if p.strip()]
+    if paragraphs and paragraphs[0].startswith("Name:"):
+        paragraphs = paragraphs[1:]
+    return re.sub(r"\s+", " ", paragraphs[0]).strip() if paragraphs else ""
+
+
+class Presenter:
+    """Prints the show and paces it: Enter before each command unless ``auto``."""
+
+    def __init__(self, console: Console, *, auto: bool, cps: float = 0.0):
+        self.console, self.auto, self.cps = console, auto, cps
+        self._shown: dict[str, tuple] = {}
+        self._depth = 0
+        self._told: set[str] = set()
+
+    def pause(self, prompt: str = "") -> None:
+        if not self.auto:
+            self.console.input(f"[dim]{prompt or '(Enter)'}[/] ")
+
+    def type_out(self, command: str) -> None:
+        """Show ``$ command`` -- typed out at ``cps`` characters a second when presenting live."""
+        self.console.print("[bold green]$[/] ", end="")
+        if self.cps and not self.auto:
+            for ch in command:
+                self.console.print(ch, end="", markup=False, highlight=False)
+                self.console.file.flush()
+                time.sleep(1 / self.cps)  # the typing effect; nothing waits on it
+            self.console.print()
+        else:
+            self.console.print(command, markup=False, highlight=False)
+
+    # -- the Lab's narrator: one kernel change -------------------------------------
+    def narrate(self, step: Step) -> None:
+        if step.note:
+            self.console.print(f"[italic]# {step.note}[/]")
+        self.type_out(step.command)
+        self.pause()
+
+    # -- Recipe.build's hook: one build step (a fixture, or a helper it calls) -------------
+    def on_step(self, lab: Lab) -> Callable[[str, Callable[..., Any] | None], None]:
+        """Announce each step with its why (once per step name); show the state after the outer ones.
+
+        Depth 1 is a fixture, 2 a helper it calls (a pod plugged in, a node added); deeper helpers
+        only announce themselves, so stage 06 shows its state once per node, not once per route.
+        """
+        def hook(name: str, fn: Callable[..., Any] | None) -> None:
+            if fn is not None:
+                self._depth += 1
+                if self._depth == 1:
+                    self.console.print(Rule(f"[bold]{name}", align="left"))
+                else:
+                    self.console.print(f"[bold]{'  ' * (self._depth - 2)}> {name}[/]")
+                why = why_of(fn)
+                if why and name not in self._told:
+                    self._told.add(name)
+                    self.console.print(f"[cyan]{why}[/]")
+            else:
+                self._depth -= 1
+                if self._depth <= 1:
+                    self.show_state(lab)
+        return hook
+
+    def show_state(self, lab: Lab, *, everything: bool = False) -> Topology:
+        """What the kernel holds now, for the namespaces that changed since it was last shown."""
+        topo = Topology.of(lab)
+        changed = {ns for ns in topo.namespaces if everything or self._shown.get(ns) != topo.signature(ns)}
+        for ns in topo.namespaces:
+            self._shown[ns] = topo.signature(ns)
+        if changed:
+            self.console.print(topo.tree("state now" if not everything else f"lab {lab.prefix}", only=changed))
+        return topo
+
+
+def run_demo(stage: int, tests_dir: Path, *, auto: bool, keep: bool = False, verify: bool = True,
+             pictures: Path | None = None, given: dict[str, Any] | None = None, cps: float = 60.0,
+             console: Console | None = None) -> int:
+    from .runner import run_stages
+    from .trace import render
+
+    console = console or Console()
+    recipe = load_stage(stage, tests_dir)
+    module = _load(stage_dir(stage, tests_dir) / "conftest.py")
+    show = Presenter(console, auto=auto, cps=cps)
+    intro = "\n\n".join(re.sub(r"\s*\n\s*", " ", p) for p in (inspect.getdoc(module) or recipe.title).split("\n\n"))
+    console.print(Panel(intro, title=f"cnilab demo: stage {stage:02d} -- {recipe.title}",
+                        expand=False))
+    given = {**getattr(module, "DEMO", {}), **(given or {})}
+    with Lab(keep=keep, narrator=show.narrate) as lab:
+        recipe.build(lab, on_step=show.on_step(lab), node_kind="netns", **given)
+        for name, trace in recipe.traces.items():
+            console.print(Rule(f"[bold]{name}", align="left"))
+            console.print(f"[cyan]{why_of(trace)}[/]")
+            show.pause("(Enter: run it)")
+            console.print(render(trace(lab)))
+            show.show_state(lab)
+        topo = show.show_state(lab, everything=True)
+        if pictures is not None:
+            paths = topo.render(pictures, f"stage{stage:02d}", f"stage {stage:02d}: {recipe.title}")
+            console.print(f"picture: {', '.join(map(str, paths))}")
+        if keep:
+            console.print(f"kept: {' ; '.join(lab.enter_hints())}  (remove with `cnilab cleanup --prefix {lab.prefix}`)")
+        show.pause("(Enter: tear the lab down)")
+    console.print(f"[dim]lab {lab.prefix} {'kept' if keep else 'torn down'}[/]")
+    if not verify:
+        return 0
+    console.print(Rule("[bold]the stage's verifications"))
+    show.pause("(Enter: run the tests)")
+    return run_stages(tests_dir, [stage], console=console)
+
