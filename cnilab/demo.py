@@ -48,7 +48,9 @@ class Presenter:
 
     def pause(self, prompt: str = "") -> None:
         if not self.auto:
-            self.console.input(f"[dim]{prompt or '(Enter)'}[/] ")
+            from rich.text import Text
+
+            self.console.input(Text(f"{prompt or '(Enter)'} ", style="dim"))
 
     def type_out(self, command: str) -> None:
         """Show ``$ command`` -- typed out at ``cps`` characters a second when presenting live."""
