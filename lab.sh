@@ -19,11 +19,11 @@ fi
 # "what proves it is installed:package" (a command, a /path, or =package) -- a second run stays offline and fast.
 # Stage 07 adds the reference CNI plugins (the yardstick) and containerd + runc (the kubelet's path);
 # busybox-static is the only content of the locally built images (nothing is ever pulled);
-# graphviz draws `cnilab show`'s pictures.
+# graphviz draws `cnilab show`'s pictures; gcc builds the plugin's native shim (thick mode).
 APT=(ip:iproute2 iptables:iptables socat:socat ping:iputils-ping tcpdump:tcpdump iperf3:iperf3
      conntrack:conntrack modprobe:kmod ps:procps unshare:util-linux
      /usr/lib/cni/bridge:containernetworking-plugins containerd:containerd runc:runc
-     =busybox-static:busybox-static dot:graphviz)   # "=pkg": the package itself (a dynamic busybox will not do)
+     =busybox-static:busybox-static dot:graphviz cc:gcc)   # "=pkg": the package itself (a dynamic busybox will not do)
 
 setup_apt() {
   local missing=() entry probe

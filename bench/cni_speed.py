@@ -1,7 +1,9 @@
 """CNI plugin speed (issue: stage 07). Run as root: `sudo .venv/bin/python bench/cni_speed.py [pods]`.
 
 1. ADD and DEL p50/p95 of cnilab's plugin against the reference bridge + host-local, measured in
-   the same run, pod by pod alternately, through the same runtime. Goals: ADD <= 2x, DEL <= 1x.
+   the same run, pod by pod in rotating order, through the same runtime. Goals: ADD <= 2x, DEL <= 1x.
+   cnilab twice: thin (the runtime starts ``python3 -IS`` per call) and thick (the native shim hands
+   the call to the node daemon, which forks a warm Python child).
 2. The floor of any plugin run as one CPython process per call: a bare ``python3 -IS`` that only
    deletes one veth (one RTM_DELLINK, nothing imported), against ``ip link del`` of the same kind of
    veth, in the same run. It shows how much of DEL is interpreter start and kernel, not plugin.
@@ -19,17 +21,22 @@ import time
 from pathlib import Path
 
 from cnilab import Lab, nsexec
-from cnilab.cni import Attachment, Runtime, install_plugin
+from cnilab.cni import Attachment, PluginDaemon, Runtime, install_plugin
 
 PODS = int(sys.argv[1]) if len(sys.argv) > 1 else 50
-PLUGINS = {"reference": ("bridge", "host-local"), "cnilab": ("cnilab", "cnilab")}
+PLUGINS = {"reference": ("bridge", "host-local"), "cnilab-thin": ("cnilab", "cnilab"),
+           "cnilab-thick": ("cnilab", "cnilab")}
 
 
 def conflist(kind: str, data: Path, bridge: str) -> dict:
-    ptype, ipam = PLUGINS[kind]
+    ptype, ipam = PLUGINS.get(kind, ("cnilab", "cnilab"))
     return {"cniVersion": "1.0.0", "name": f"bench-{kind}", "plugins": [
         {"type": ptype, "bridge": bridge, "isGateway": True, "mtu": 1500,
-         "ipam": {"type": ipam, "subnet": "10.30.0.0/16" if kind == "cnilab" else "10.31.0.0/16", "dataDir": str(data)}}]}
+         "ipam": {"type": ipam, "subnet": SUBNETS[kind], "dataDir": str(data)}}]}
+
+
+SUBNETS = {"reference": "10.31.0.0/16", "cnilab-thin": "10.30.0.0/16", "cnilab-thick": "10.32.0.0/16",
+           "cnilab-110": "10.33.0.0/16"}
 
 
 FLOOR = """import _socket, sys
@@ -56,30 +63,36 @@ def timed(fn) -> float:
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="cnilab-bench-"))
-    install_plugin(work / "bin")
-    with Lab() as lab:
+    install_plugin(work / "thin", thick=False)
+    install_plugin(work / "thick")
+    with Lab() as lab, PluginDaemon(work / "thick"):
         node = lab.netns("node")
-        rt = Runtime([work / "bin", "/usr/lib/cni"], work / "cache", node=node.name)
-        confs = {k: conflist(k, work / f"ipam-{k}", "br-" + k[:3]) for k in PLUGINS}
+        runtimes = {"reference": Runtime(["/usr/lib/cni"], work / "cache-ref", node=node.name),
+                    "cnilab-thin": Runtime([work / "thin"], work / "cache-thin", node=node.name),
+                    "cnilab-thick": Runtime([work / "thick"], work / "cache-thick", node=node.name)}
+        confs = {k: conflist(k, work / f"ipam-{k}", f"br{n}") for n, k in enumerate(PLUGINS)}
         times = {k: {"ADD": [], "DEL": []} for k in PLUGINS}
         atts = []
-        for i in range(PODS):
-            pod = lab.netns(f"b{i}")
-            atts.append({k: Attachment(f"{k}-{i}", f"/run/netns/{pod.name}", "eth0" if k == "reference" else "eth1")
-                         for k in PLUGINS})
+        for i in range(PODS):  # a pod namespace per plugin: each adds its own default route
+            atts.append({k: Attachment(f"{k}-{i}", f"/run/netns/{lab.netns(f'b{n}-{i}').name}", "eth0")
+                         for n, k in enumerate(PLUGINS)})
         for verb in ("ADD", "DEL"):
             for i, att in enumerate(atts):
-                order = list(PLUGINS) if i % 2 else list(reversed(PLUGINS))  # alternate who goes first
+                order = list(PLUGINS)[i % 3:] + list(PLUGINS)[:i % 3]  # rotate who goes first
                 for k in order:
+                    rt = runtimes[k]
                     call = rt.add if verb == "ADD" else rt.delete
                     times[k][verb].append(timed(lambda: call(confs[k], att[k])))
-        print(f"ADD/DEL through the same runtime, {PODS} pods, alternating (ms):")
+        print(f"ADD/DEL through the same runtime, {PODS} pods, rotating order (ms):")
         for verb, goal in (("ADD", 2.0), ("DEL", 1.0)):
-            ref, ours = times["reference"][verb], times["cnilab"][verb]
-            r50, r95, o50, o95 = pct(ref, 50), pct(ref, 95), pct(ours, 50), pct(ours, 95)
-            print(f"  {verb}: reference p50 {r50:5.1f} p95 {r95:5.1f} | cnilab p50 {o50:5.1f} p95 {o95:5.1f} "
-                  f"| ratio p50 {o50 / r50:.2f}x p95 {o95 / r95:.2f}x (goal <= {goal}x: "
-                  f"{'met' if o50 / r50 <= goal else 'MISSED'})")
+            ref = times["reference"][verb]
+            r50, r95 = pct(ref, 50), pct(ref, 95)
+            print(f"  {verb}: reference p50 {r50:5.1f} p95 {r95:5.1f}")
+            for k in ("cnilab-thin", "cnilab-thick"):
+                ours = times[k][verb]
+                o50, o95 = pct(ours, 50), pct(ours, 95)
+                print(f"       {k:12s} p50 {o50:5.1f} p95 {o95:5.1f} | ratio p50 {o50 / r50:.2f}x p95 {o95 / r95:.2f}x "
+                      f"(goal <= {goal}x: {'met' if o50 / r50 <= goal else 'MISSED'})")
 
     floor_script = work / "floor.py"
     floor_script.write_text(FLOOR)
@@ -94,8 +107,8 @@ def main() -> int:
             peer.up()
             kind = list(floor)[i % 2]
             argv = ["/usr/bin/python3", "-IS", str(floor_script), host.name] if i % 2 == 0 else ["ip", "link", "del", host.name]
-            # started like the runtime starts plugins: fork, setns into the node, exec
-            floor[kind].append(timed(lambda: subprocess.run(argv, check=True, preexec_fn=lambda: nsexec.enter(node.name))))
+            # started the way the runtime starts plugins: from a thread inside the node
+            floor[kind].append(timed(lambda: nsexec.call_in(node.name, subprocess.run, argv, check=True)))
         ref_del = pct(times["reference"]["DEL"], 50)
         print("floor of a process-per-call plugin's DEL (ms, p50):")
         for kind, values in floor.items():
@@ -103,8 +116,8 @@ def main() -> int:
 
     with Lab() as lab:
         node = lab.netns("node")
-        rt = Runtime([work / "bin", "/usr/lib/cni"], work / "cache2", node=node.name)
-        conf = conflist("cnilab", work / "ipam-110", "cni0")
+        rt = Runtime([work / "thin"], work / "cache2", node=node.name)
+        conf = conflist("cnilab-110", work / "ipam-110", "cni0")
         per_add = []
         for i in range(110):
             pod = lab.netns(f"k{i}")

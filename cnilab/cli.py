@@ -45,10 +45,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_plugin_install(args: argparse.Namespace) -> int:
-    from .cni import install_plugin
+    from .cni import install_plugin, is_thick
 
-    target = install_plugin(args.bin_dir, args.name)
-    print(f"installed {target} (code in {target.parent / '.cnilab'})")
+    target = install_plugin(args.bin_dir, args.name, thick=not args.thin)
+    mode = (f"thick: start the node daemon with `cnilab plugin daemon {args.bin_dir}`; without it the plugin "
+            "runs as a process per call") if is_thick(target) else "thin: a Python process per call"
+    print(f"installed {target} (code in {target.parent / '.cnilab'}; {mode})")
+    return 0
+
+
+def cmd_plugin_daemon(args: argparse.Namespace) -> int:
+    from .cni import PluginDaemon, is_thick
+
+    _need_root("plugin daemon")
+    plugin = Path(args.bin_dir) / args.name
+    if not plugin.exists() or not is_thick(plugin):
+        raise LabError(f"{plugin} is not a thick cnilab install: run `cnilab plugin install {args.bin_dir}` "
+                       "where a C compiler (gcc) is installed.")
+    with PluginDaemon(args.bin_dir) as daemon:
+        print(f"serving {daemon.sock} (Ctrl-C stops it; the plugin then runs as a process per call)", flush=True)
+        daemon.proc.wait()
     return 0
 
 
@@ -175,7 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     inst = plugin_sub.add_parser("install", help="install the plugin into a runtime's CNI bin dir (e.g. /opt/cni/bin)")
     inst.add_argument("bin_dir")
     inst.add_argument("--name", default="cnilab", help="its type name in conflists (default: cnilab)")
+    inst.add_argument("--thin", action="store_true", help="no native shim: the runtime starts python3 per call")
     inst.set_defaults(func=cmd_plugin_install)
+    dmn = plugin_sub.add_parser("daemon", help="run the node daemon of a thick install (foreground)")
+    dmn.add_argument("bin_dir")
+    dmn.add_argument("--name", default="cnilab")
+    dmn.set_defaults(func=cmd_plugin_daemon)
     wb = sub.add_parser("workbook", help="the student workbook: the suite with the solutions as TODOs")
     wb_sub = wb.add_subparsers(dest="workbook_command", required=True)
     exp = wb_sub.add_parser("export", help="write a student copy of the suite to DIR")

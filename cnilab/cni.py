@@ -18,6 +18,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import nsexec
 from .errors import LabError, Todo
@@ -62,9 +63,12 @@ class Runtime:
         full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": command,
                     "CNI_PATH": ":".join(self.plugin_dirs), **env}
         stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
-        node = self.node
-        done = subprocess.run([path], input=stdin, capture_output=True, env=full_env, timeout=60,
-                              preexec_fn=(lambda: nsexec.enter(node)) if node else None)
+        def run() -> subprocess.CompletedProcess:
+            return subprocess.run([path], input=stdin, capture_output=True, env=full_env, timeout=60)
+
+        # spawned from a thread inside the node's namespace, as a runtime living there spawns: the child
+        # inherits it, and without a preexec_fn Python can vfork (a fork of this big process costs ms)
+        done = nsexec.call_in(self.node, run) if self.node else run()
         out = done.stdout.strip()
         if done.returncode != 0:
             try:
@@ -147,12 +151,9 @@ class Runtime:
         return self.exec_plugin(plugin_type, "VERSION", {"cniVersion": cni_version}, {})
 
 
-def install_plugin(bin_dir: str | Path, name: str = "cnilab", python: str | None = None,
-                   source: str | Path | None = None) -> Path:
-    """Install a cnilab plugin (``source``: a ``plugin/`` folder; default this checkout's) into a runtime's
-    plugin directory, with the plugin's own installer (``plugin/cnilab_cni/install.py``)."""
+def _installer(source: str | Path | None) -> tuple[Any, Path]:
+    """The plugin's own installer module (``plugin/cnilab_cni/install.py``) and the plugin package dir."""
     import importlib.util
-    import sys
 
     source = Path(source or Path(__file__).resolve().parent.parent / "plugin")
     installer = source / "cnilab_cni" / "install.py"
@@ -161,5 +162,72 @@ def install_plugin(bin_dir: str | Path, name: str = "cnilab", python: str | None
     spec = importlib.util.spec_from_file_location(f"cnilab_install_{abs(hash(str(installer)))}", installer)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    python = python or ("/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else os.path.realpath(sys.executable))
-    return module.install(bin_dir, name, python, source=source / "cnilab_cni")
+    return module, source / "cnilab_cni"
+
+
+def plugin_python() -> str:
+    """The interpreter plugins run with: the system's (no venv, no site), else this one."""
+    import sys
+
+    return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else os.path.realpath(sys.executable)
+
+
+def install_plugin(bin_dir: str | Path, name: str = "cnilab", python: str | None = None,
+                   source: str | Path | None = None, thick: bool = True) -> Path:
+    """Install a cnilab plugin (``source``: a ``plugin/`` folder; default this checkout's) into a runtime's
+    plugin directory, with the plugin's own installer. ``thick``: the native shim that hands calls to
+    the node daemon when it runs (``PluginDaemon``), else runs the Python plugin itself."""
+    module, package = _installer(source)
+    return module.install(bin_dir, name, python or plugin_python(), source=package, thick=thick)
+
+
+def is_thick(plugin: str | Path) -> bool:
+    """Is the installed plugin executable the native shim that uses the node daemon (not a script)?"""
+    with open(plugin, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+class PluginDaemon:
+    """The node daemon of a thick install, run as a child of this process: ``with PluginDaemon(bin_dir):``.
+
+    It dies with its parent (PR_SET_PDEATHSIG), so not even a killed test run leaves it behind.
+    """
+
+    def __init__(self, bin_dir: str | Path, source: str | Path | None = None, python: str | None = None):
+        module, _ = _installer(source)
+        self.bin_dir = Path(bin_dir)
+        self.sock = self.bin_dir / ".cnilab" / "daemon.sock"
+        self.argv = module.daemon_argv(self.bin_dir, python or plugin_python(), die_with_parent=True)
+        self.proc: subprocess.Popen | None = None
+
+    def _answers(self) -> bool:
+        import socket
+
+        if self.proc.poll() is not None:
+            raise LabError(f"The plugin daemon exited ({self.proc.returncode}): {self.proc.stderr.read().decode().strip()}")
+        with socket.socket(socket.AF_UNIX) as s:
+            return s.connect_ex(str(self.sock)) == 0
+
+    def start(self) -> "PluginDaemon":
+        from .probes import wait_for
+
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(self._answers, timeout=10, what=f"the plugin daemon on {self.sock}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+
+    def __enter__(self) -> "PluginDaemon":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

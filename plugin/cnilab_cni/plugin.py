@@ -324,13 +324,17 @@ def run(command: str, stdin: bytes) -> dict | None:
     return verbs[command](Config(stdin))
 
 
+#: "process" when the runtime ran this program; "daemon" in a child of the node daemon (thick mode)
+SERVED_BY = "process"
+
+
 def log_call(path: object, outcome: str) -> None:
     """One line per call in the file the config names as ``logFile`` (what the runtime asked, what came of it)."""
     if not isinstance(path, str) or not path:
         return
     e = os.environ.get
     line = (f"{time.strftime('%H:%M:%S')} {e('CNI_COMMAND', '?')} container={e('CNI_CONTAINERID', '-')} "
-            f"ifname={e('CNI_IFNAME', '-')} netns={e('CNI_NETNS') or '-'} -> {outcome}\n")
+            f"ifname={e('CNI_IFNAME', '-')} netns={e('CNI_NETNS') or '-'} -> {outcome} [{SERVED_BY}]\n")
     try:
         with open(path, "a") as f:
             f.write(line)

@@ -20,12 +20,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from cnilab import cri
 from cnilab.cleanup import release_dir
-from cnilab.cni import Attachment, Runtime, install_plugin
+from cnilab.cni import Attachment, PluginDaemon, Runtime, install_plugin, is_thick
 from cnilab.errors import LabError
 from cnilab.recipe import Recipe
 from cnilab.trace import Trace
@@ -81,11 +82,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def cnilab_bin(tmp_path_factory) -> Path:
-    """Name: cnilab_bin. Scope: session. cnilab's plugin installed as a runtime would find it."""
+def cnilab_bin(tmp_path_factory) -> Iterator[Path]:
+    """Name: cnilab_bin. Scope: session. cnilab's plugin installed as a runtime would find it, in thick
+    mode: the native shim hands each call to the node daemon, which runs for the session. (The
+    containerd tier installs it without a daemon, so the shim's fallback to the Python plugin runs there.)
+    """
     bin_dir = tmp_path_factory.mktemp("cni-bin")
     install_plugin(bin_dir, source=PLUGIN_SOURCE)
-    return bin_dir
+    if is_thick(bin_dir / "cnilab"):
+        with PluginDaemon(bin_dir, source=PLUGIN_SOURCE):
+            yield bin_dir
+    else:  # no C compiler: the thin plugin alone
+        yield bin_dir
 
 
 @pytest.fixture
