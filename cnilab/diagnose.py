@@ -236,7 +236,7 @@ def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | N
 
 def _masquerades(router: "Namespace") -> bool:
     try:
-        return any("MASQUERADE" in r or "SNAT" in r for r in router.iptables_rules("nat"))
+        return bool(router.source_nat())
     except Exception:  # noqa: BLE001 -- no iptables: nothing can masquerade
         return False
 

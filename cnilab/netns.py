@@ -414,6 +414,16 @@ class Namespace:
         """The rules (``-A ...`` lines of ``iptables -S``) of ``table`` in this namespace."""
         return [line for line in self._iptables(["iptables", "-w", "-t", table, "-S"]).splitlines() if line.startswith("-A")]
 
+    def source_nat(self) -> list[tuple[str, str]]:
+        """(outgoing interface, source match) of each MASQUERADE/SNAT rule here ("any" where a rule has none)."""
+        found = []
+        for rule in self.iptables_rules("nat"):
+            argv = rule.split()
+            if argv[:2] == ["-A", "POSTROUTING"] and any(t in argv for t in ("MASQUERADE", "SNAT")):
+                opt = lambda flag: argv[argv.index(flag) + 1] if flag in argv else "any"  # noqa: E731
+                found.append((opt("-o"), opt("-s")))
+        return found
+
     # -- processes and Python code inside ---------------------------------------
     def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float = 10, check: bool = True) -> subprocess.CompletedProcess:
         """Run a command inside this namespace and wait for it (not registered: it ends by itself)."""

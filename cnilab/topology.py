@@ -14,7 +14,6 @@ same stage are the same picture.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -208,24 +207,14 @@ def _label(i: Iface) -> str:
     return "\n".join(lines)
 
 
-_MASQ = re.compile(r"^-A POSTROUTING(?=.*-j MASQUERADE)")
-
-
 def _masquerades(ns) -> list[tuple[str, str]]:
-    """(outgoing interface, source) of each MASQUERADE rule of a namespace that forwards."""
+    """(outgoing interface, source) of each source-NAT rule of a namespace that forwards."""
     try:
         if ns.sysctl("net.ipv4.ip_forward").strip() != "1":
             return []  # only a router translates; sparing pods the iptables call keeps `show` quick
-        rules = ns.iptables_rules("nat")
+        return ns.source_nat()
     except (LabError, OSError):
         return []
-    found = []
-    for rule in rules:
-        if _MASQ.match(rule):
-            argv = rule.split()
-            opt = lambda flag: argv[argv.index(flag) + 1] if flag in argv else "any"  # noqa: E731
-            found.append((opt("-o"), opt("-s")))
-    return found
 
 
 def lab_prefixes() -> list[str]:
