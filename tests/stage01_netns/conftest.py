@@ -5,7 +5,9 @@ links, addresses, routes, neighbour tables, sysctls and firewall rules. A
 container's network is nothing more than a namespace. Here you create two.
 """
 
+from cnilab.probes import ping
 from cnilab.recipe import Recipe
+from cnilab.trace import Trace
 
 recipe = Recipe(1, "network namespaces isolate links, routes and firewall rules")
 
@@ -36,3 +38,15 @@ def pod(lab):
     # BEGIN SOLUTION: create the namespace `pod` and return it
     return lab.netns("pod")
     # END SOLUTION
+
+
+@recipe.trace
+def loopback_is_per_namespace(lab):
+    """A new namespace cannot even reach itself: its own `lo` is down. The pod pings 127.0.0.1, brings
+    its `lo` up, pings again -- and the host's `lo` is still down: each namespace has its own."""
+    pod = lab.get("pod")
+    before = ping(pod, "127.0.0.1", count=1, wait=0.5)
+    pod.link("lo").up()
+    after = ping(pod, "127.0.0.1", count=1)
+    return Trace(f"{before.command} ; ip -n {pod.name} link set lo up ; {after.command}",
+                 before.output + after.output, result=(before, after))
