@@ -20,6 +20,8 @@ TOOLS = {
     "conntrack": ("conntrack", "stage 05", False),
     "tcpdump": ("tcpdump", "capture filters, debugging", False),
     "iperf3": ("iperf3", "benchmarks", False),
+    "dot": ("graphviz", "pictures: cnilab show, demos, --keep", False),
+    "cc": ("gcc", "stage 07 thick mode (the plugin's native shim)", False),
 }
 
 
