@@ -102,8 +102,6 @@ def docker_node(lab: "Lab", short: str) -> "Namespace":
     """Start a node container and attach its network namespace as ``<prefix><short>``."""
     from testcontainers.core.container import DockerContainer
 
-    from .netns import Namespace
-
     os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image cannot be pulled
     os.environ.setdefault("DOCKER_HOST", docker_host())
     reason = docker_unavailable()

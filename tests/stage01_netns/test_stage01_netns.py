@@ -2,7 +2,7 @@
 
 import os
 
-from cnilab.probes import assert_no_ping, assert_ping
+from cnilab.probes import assert_no_ping
 from cnilab.recipe import stage_module
 
 stage = stage_module(__file__)

@@ -1,7 +1,5 @@
 """Stage 02 proofs: the cable exists, carries traffic both ways, and every ingredient matters."""
 
-import pytest
-
 from cnilab.probes import assert_no_ping
 from cnilab.recipe import stage_module
 
