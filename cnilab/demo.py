@@ -23,7 +23,7 @@ from rich.panel import Panel
 from rich.rule import Rule
 
 from .lab import Lab
-from .recipe import _load, load_stage, stage_dir
+from .recipe import _load, stage_dir
 from .step import Step
 from .topology import Topology
 
@@ -113,8 +113,8 @@ def run_demo(stage: int, tests_dir: Path, *, auto: bool, keep: bool = False, ver
     from .trace import render
 
     console = console or Console()
-    recipe = load_stage(stage, tests_dir)
     module = _load(stage_dir(stage, tests_dir) / "conftest.py")
+    recipe = module.recipe
     show = Presenter(console, auto=auto, cps=cps)
     intro = "\n\n".join(re.sub(r"\s*\n\s*", " ", p) for p in (inspect.getdoc(module) or recipe.title).split("\n\n"))
     console.print(Panel(intro, title=f"cnilab demo: stage {stage:02d} -- {recipe.title}",
