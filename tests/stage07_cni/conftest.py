@@ -184,6 +184,13 @@ CRI_SUBNET_PREFIX = "10.88."
 CRI_NETWORK = "k8s-pod-network"
 
 
+def logged_conflist(name: str, version: str, subnet: str, work: Path) -> dict:
+    """A conflist of cnilab alone, logging each call to WORK/cnilab.log and keeping its IPAM in WORK/ipam."""
+    return {"cniVersion": version, "name": name, "plugins": [
+        {"type": "cnilab", "bridge": "cni0", "mtu": 1500, "logFile": str(work / "cnilab.log"),
+         "ipam": {"type": "cnilab", "subnet": subnet, "dataDir": str(work / "ipam")}}]}
+
+
 @recipe.helper
 def kubelet_on(lab, node):
     """containerd (CRI) running in `node` with cnilab as its only CNI network, and a CRI client for it.
@@ -198,9 +205,8 @@ def kubelet_on(lab, node):
     conf_dir.mkdir(parents=True)
     install_plugin(bin_dir, source=PLUGIN_SOURCE)
     os.symlink(f"{REFERENCE_DIR}/loopback", bin_dir / "loopback")  # containerd always runs loopback too
-    (conf_dir / "10-cnilab.conflist").write_text(json.dumps({"cniVersion": "1.0.0", "name": CRI_NETWORK, "plugins": [
-        {"type": "cnilab", "bridge": "cni0", "mtu": 1500, "logFile": str(work / "cnilab.log"),
-         "ipam": {"type": "cnilab", "subnet": f"{CRI_SUBNET_PREFIX}0.0/16", "dataDir": str(ipam)}}]}))
+    conflist = logged_conflist(CRI_NETWORK, "1.0.0", f"{CRI_SUBNET_PREFIX}0.0/16", work)
+    (conf_dir / "10-cnilab.conflist").write_text(json.dumps(conflist))
     containerd = cri.Containerd(node, work, bin_dir, conf_dir).start()
     client = cri.Kubelet(containerd.sock)
     client.work, client.ipam, client.log = work, ipam / CRI_NETWORK, work / "cnilab.log"
@@ -240,9 +246,7 @@ def pod_comes_up(lab):
     lab.defer(f"rm -r {work}", lambda: release_dir(work))
     install_plugin(work / "bin", source=PLUGIN_SOURCE)
     runtime = Runtime([work / "bin"], work / "cache", node=node.name)
-    conflist = {"cniVersion": "1.1.0", "name": NETWORK, "plugins": [
-        {"type": "cnilab", "bridge": "cni0", "mtu": 1500, "logFile": str(work / "cnilab.log"),
-         "ipam": {"type": "cnilab", "subnet": SUBNET, "dataDir": str(work / "ipam")}}]}
+    conflist = logged_conflist(NETWORK, "1.1.0", SUBNET, work)
     pod = lab.netns("web")
     att = Attachment("ctr-web", f"/run/netns/{pod.name}")
     result = runtime.add(conflist, att)

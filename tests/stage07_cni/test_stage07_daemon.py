@@ -23,9 +23,7 @@ def thick_bin(tmp_path):
 
 
 def conflist(tmp_path):
-    return {"cniVersion": "1.1.0", "name": "thick", "plugins": [
-        {"type": "cnilab", "bridge": "cni0", "logFile": str(tmp_path / "calls.log"),
-         "ipam": {"type": "cnilab", "subnet": "10.23.0.0/16", "dataDir": str(tmp_path / "ipam")}}]}
+    return stage.logged_conflist("thick", "1.1.0", "10.23.0.0/16", tmp_path)
 
 
 def test_with_the_daemon_up_it_serves_and_without_it_the_shim_runs_the_plugin(lab, node, thick_bin, tmp_path):
@@ -35,7 +33,7 @@ def test_with_the_daemon_up_it_serves_and_without_it_the_shim_runs_the_plugin(la
     with PluginDaemon(thick_bin, source=stage.PLUGIN_SOURCE):
         by_daemon = runtime.add(conf, first)
     by_process = runtime.add(conf, second)
-    calls = (tmp_path / "calls.log").read_text().splitlines()
+    calls = (tmp_path / "cnilab.log").read_text().splitlines()
     assert [c.rsplit(" ", 1)[1] for c in calls] == ["[daemon]", "[process]"], calls
     assert by_daemon.keys() == by_process.keys() and by_daemon["cniVersion"] == by_process["cniVersion"] == "1.1.0"
     assert [i["address"] for i in (by_daemon["ips"][0], by_process["ips"][0])] == ["10.23.0.2/16", "10.23.0.3/16"]
