@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from pyroute2 import IPRoute, netns as pyr_netns
 from pyroute2.netlink.exceptions import NetlinkError
@@ -31,6 +31,22 @@ AF_INET = 2
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 NUD_PERMANENT = 0x80
+
+
+def cpu_mask(cpus: Iterable[int]) -> str:
+    """The kernel's CPU bitmap syntax (hex, comma every 32 CPUs): {0, 1} -> "3", {0, 33} -> "2,00000001"."""
+    bits = sum(1 << cpu for cpu in set(cpus))
+    words = []
+    while True:
+        words.append(bits & 0xFFFFFFFF)
+        bits >>= 32
+        if not bits:
+            break
+    return ",".join([f"{words[-1]:x}", *(f"{w:08x}" for w in reversed(words[:-1]))])
+
+
+def _rps_path(link: "Link") -> str:
+    return f"/sys/class/net/{link.name}/queues/rx-0/rps_cpus"
 
 
 def _cidr(value: str) -> ipaddress.IPv4Interface:
@@ -394,6 +410,34 @@ class Namespace:
 
         self.lab.apply(Step(ns_cmd(self.name, ["sysctl", "-w", f"{key}={value}"]),
                             do=lambda: nsexec.call_in(self.name, write)))
+
+    # -- flow steering (RPS) ------------------------------------------------------
+    def steer_flows(self, *links: Link, cpus: Iterable[int] | None = None) -> None:
+        """Receive Packet Steering on ``links``: each flow is received on one CPU, picked by its hash
+        among ``cpus`` (default: every CPU this process may use), as a NIC's receive queue would do.
+
+        A veth has no queue of its own: a packet is received on whichever CPU sent it. A TCP sender
+        transmits from two CPUs (its own, and the one handling the ACKs), the two per-CPU backlogs race,
+        and the flow arrives out of order, which the sender takes for loss (retransmits, smaller window).
+        There is no netlink attribute for it: it is the sysfs file ``queues/rx-0/rps_cpus``, written
+        from a thread that sees this namespace's own /sys (``nsexec.own_sysfs``).
+        """
+        mask = cpu_mask(os.sched_getaffinity(0) if cpus is None else cpus)
+        paths = [_rps_path(link) for link in links]
+
+        def write() -> None:
+            for path in paths:
+                with open(path, "w") as f:
+                    f.write(mask)
+
+        self.lab.apply(Step(f"echo {mask} | " + ns_cmd(self.name, ["tee", *paths]),
+                            do=lambda: nsexec.call_in(self.name, write, sysfs=True)))
+
+    def flow_steering(self, link: Link) -> set[int]:
+        """The CPUs that receive ``link``'s flows (empty: RPS off, each packet stays on its sender's CPU)."""
+        path = _rps_path(link)
+        mask = int(nsexec.call_in(self.name, lambda: open(path).read(), sysfs=True).strip().replace(",", ""), 16)
+        return {cpu for cpu in range(mask.bit_length()) if mask >> cpu & 1}
 
     # -- firewall (iptables, nf_tables backend) ----------------------------------
     def iptables(self, *rule: str, table: str = "filter") -> None:

@@ -14,6 +14,10 @@ import threading
 from typing import Any, Callable
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+CLONE_FS = 0x00000200
+MS_REC = 0x4000
+MS_SLAVE = 0x80000
 NETNS_RUN_DIR = "/run/netns"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -41,13 +45,37 @@ def enter(name: str) -> None:
         os.close(fd)
 
 
-def call_in(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn(*args, **kwargs)`` in a thread inside namespace ``name``; return or raise its outcome."""
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def own_sysfs() -> None:
+    """Give the calling thread a private mount namespace whose /sys shows its network namespace's links.
+
+    sysfs shows the links of the namespace that mounted it, so /sys/class/net/X of a lab namespace
+    exists only in a sysfs mounted from inside it (``ip netns exec`` does the same, in a new process).
+    The new mount namespace is made a slave first, so the sysfs mounted over /sys never reaches the
+    machine's; it ends with the thread.
+    """
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_FS), "unshare(CLONE_NEWNS)")
+    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None), "mount --make-rslave /")
+    _check(_libc.mount(b"sysfs", b"/sys", b"sysfs", 0, None), "mount sysfs /sys")
+
+
+def call_in(name: str, fn: Callable[..., Any], *args: Any, sysfs: bool = False, **kwargs: Any) -> Any:
+    """Call ``fn(*args, **kwargs)`` in a thread inside namespace ``name``; return or raise its outcome.
+
+    ``sysfs=True``: the thread also sees the namespace's own /sys (``own_sysfs``).
+    """
     box: dict[str, Any] = {}
 
     def body() -> None:
         try:
             enter(name)
+            if sysfs:
+                own_sysfs()
             box["value"] = fn(*args, **kwargs)
         except BaseException as exc:  # handed to the caller's thread below
             box["error"] = exc

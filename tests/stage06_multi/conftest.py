@@ -109,9 +109,22 @@ def add_node(lab, underlay, n, mode, cluster, kind="netns"):
             pod.add_route("default", via=gateway_cidr(mode, n).split("/")[0])
         # END SOLUTION
         node.pods[name] = (pod, cidr.split("/")[0])
+    keep_flows_in_order(node, port)
     (join_p2p if mode == "p2p" else join_routed)(lab, node, cluster)
     cluster.append(node)
     return node
+
+
+@recipe.helper
+def keep_flows_in_order(node, port):
+    """Flow steering (RPS) on the receiving end of every cable of the node: its pods' and its own veths,
+    and its port on the switch. Real machines get this from the NIC, which hands a flow to one receive
+    queue; a veth receives each packet on the CPU that sent it, and a TCP sender sends from two CPUs (its
+    own, and the one that handles the ACKs): the flow arrives out of order and is retransmitted."""
+    node.ns.steer_flows(node.ns.link("eth0"), *(node.ns.link(f"h-{name}") for name in node.pods))
+    for pod, _ in node.pods.values():
+        pod.steer_flows(pod.link("eth0"))
+    port.ns.steer_flows(port)
 
 
 @recipe.helper

@@ -53,6 +53,17 @@ def test_vxlan_device_reads_back_over_netlink(cluster, mode):
         assert info["learning"] is (mode == "p2p"), "flannel-style VTEPs do not learn"
 
 
+@pytest.mark.parametrize("mode", ["routed"], indirect=True)
+def test_every_cable_end_a_node_receives_on_steers_each_flow_to_one_cpu(cluster, underlay, mode):
+    cpus = os.sched_getaffinity(0)
+    for node in cluster:
+        ends = [(node.ns, node.ns.link("eth0")), (underlay.ns, underlay.ns.link(f"ul-n{node.n}"))]
+        ends += [(node.ns, node.ns.link(f"h-{name}")) for name in node.pods]
+        ends += [(pod_ns, pod_ns.link("eth0")) for pod_ns, _ in node.pods.values()]
+        for ns, link in ends:
+            assert ns.flow_steering(link) == cpus, f"{link.name} in {ns.short}: RPS is not on every CPU"
+
+
 def test_mtu_is_underlay_minus_50_and_df_ping_fits_exactly(cluster, mode):
     (src, _), (_, dst_ip) = pod(cluster, 1, 1), pod(cluster, 2, 1)
     assert src.link("eth0").state().mtu == POD_MTU == cluster[0].ns.link("eth0").state().mtu - 50
