@@ -8,6 +8,7 @@ parsing ``ip`` output.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import signal
@@ -426,9 +427,16 @@ class Namespace:
         paths = [_rps_path(link) for link in links]
 
         def write() -> None:
-            for path in paths:
-                with open(path, "w") as f:
-                    f.write(mask)
+            try:
+                for path in paths:
+                    with open(path, "w") as f:
+                        f.write(mask)
+            except OSError as exc:
+                if exc.errno != errno.EROFS:
+                    raise
+                raise LabError(f"The sysfs of {self.name} is read-only (whoever made the namespace, e.g. a container "
+                               "runtime, mounted it so), so flows cannot be steered: give that container a tmpfs "
+                               "on /sys so the lab mounts the first, writable one.") from None
 
         self.lab.apply(Step(f"echo {mask} | " + ns_cmd(self.name, ["tee", *paths]),
                             do=lambda: nsexec.call_in(self.name, write, sysfs=True)))

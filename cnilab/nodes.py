@@ -111,6 +111,9 @@ def docker_node(lab: "Lab", short: str) -> "Namespace":
     container = (DockerContainer(ensure_image())
                  .with_name(name)
                  .with_command("/bin/sleep 2147483647")
+                 # /sys a tmpfs: Docker would mount the node's sysfs read-only, and every later mount of
+                 # it (the lab's, to steer flows) shares that read-only superblock
+                 .with_tmpfs_mount("/sys")
                  # --privileged fails where root lacks CAP_SYS_RESOURCE; these caps are enough
                  .with_kwargs(network_mode="none", labels={LABEL: lab.prefix},
                               cap_add=["NET_ADMIN", "SYS_ADMIN"],

@@ -61,6 +61,27 @@ def test_sysctl_changes_only_the_namespace(lab):
     assert open("/proc/sys/net/ipv4/ip_forward").read().strip() == before
 
 
+def test_flow_steering_is_set_on_the_namespaces_link_only(lab):
+    a = lab.netns("a")
+    v0, _ = a.veth("v0")
+    mounts = open("/proc/self/mounts").read()
+    assert a.flow_steering(v0) == set()
+    a.steer_flows(v0, cpus={0})
+    assert a.flow_steering(v0) == {0}
+    a.steer_flows(v0)
+    assert a.flow_steering(v0) == os.sched_getaffinity(0)
+    assert open("/proc/self/mounts").read() == mounts, "the namespace's /sys leaked into the machine's mounts"
+
+
+def test_flow_steering_on_a_read_only_sysfs_is_one_clear_error(lab):
+    a = lab.netns("a")
+    v0, _ = a.veth("v0")
+    # a process that holds this namespace's sysfs read-only, as Docker does in a container
+    a.spawn(["unshare", "-m", "sh", "-c", "mount -o remount,ro /sys && echo ro && exec sleep 60"]).stdout.readline()
+    with pytest.raises(LabError, match="read-only.*tmpfs on /sys"):
+        a.steer_flows(v0)
+
+
 SCRIPT = textwrap.dedent("""
     import sys, time
     from cnilab import Lab
