@@ -4,7 +4,8 @@ A lab has a short unique prefix that starts the name of every object it
 makes, and a registry of those objects. Teardown undoes the registry in
 reverse order of creation -- on success, on failure, on Ctrl-C (Python's
 KeyboardInterrupt) and on SIGTERM/SIGHUP (turned into KeyboardInterrupt while
-a lab is open) -- and at interpreter exit as a last resort.
+a lab is open) -- and at interpreter exit as a last resort. A signal that comes
+during teardown waits until teardown is done.
 
 Use it as a context manager::
 
@@ -22,6 +23,7 @@ import os
 import signal
 import threading
 import weakref
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from .errors import LabError
@@ -103,6 +105,10 @@ class Lab:
         _open_labs.discard(self)
         if self.keep:
             return
+        with _signals_held():
+            self._undo_all()
+
+    def _undo_all(self) -> None:
         failures: list[str] = []
         while self.registry:
             step = self.registry.pop()
@@ -195,6 +201,40 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
         os.kill(os.getpid(), signum)
         return
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+_HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends, then raise the first as KeyboardInterrupt.
+
+    Teardown runs because of the first signal more often than not; a second one (an impatient
+    Ctrl-C, a supervisor's repeated TERM) must not stop it halfway and leave half the lab behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner, held = os.getpid(), []
+
+    def hold(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a forked helper dies as usual (see _raise_interrupt)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        held.append(signum)
+
+    previous = {sig: signal.getsignal(sig) for sig in _HELD_SIGNALS}
+    for sig in _HELD_SIGNALS:
+        signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+    if held:
+        raise KeyboardInterrupt(f"signal {held[0]} during teardown")
 
 
 def _install_signal_handlers() -> None:

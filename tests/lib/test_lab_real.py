@@ -106,6 +106,42 @@ def test_interrupted_run_cleans_up(sig):
     assert not cleanup.find({prefix})
 
 
+HELD = textwrap.dedent("""
+    import os, sys, time
+    from cnilab import Lab
+    release = sys.argv[1]
+    with Lab() as lab:
+        hub = lab.netns("hub")
+        for k in range(4):
+            hub.veth(f"v{k}", lab.netns(f"n{k}"), "eth0")
+
+        def hold_until_released():  # undone first: teardown is halfway while it waits
+            print("tearing down", flush=True)
+            while not os.path.exists(release):
+                time.sleep(0.01)
+        lab.defer("wait for the test", hold_until_released)
+        print(lab.prefix, flush=True)
+        time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_during_teardown_waits_for_it(sig, tmp_path):
+    """The impatient second Ctrl-C (or a supervisor's repeated TERM) lands while teardown is halfway:
+    teardown still finishes before the process exits."""
+    release = tmp_path / "release"
+    proc = subprocess.Popen([sys.executable, "-c", HELD, str(release)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    prefix = proc.stdout.readline().strip()
+    proc.send_signal(sig)
+    assert proc.stdout.readline().strip() == "tearing down"
+    proc.send_signal(sig)
+    release.touch()
+    proc.wait(timeout=20)
+    assert lab_namespaces(prefix) == [], f"the second {sig.name} stopped teardown: {proc.stderr.read()[-500:]}"
+    assert proc.returncode != 0, "the signals were swallowed: the process should still stop"
+
+
 def test_cleanup_removes_leftovers_and_is_idempotent():
     leftover = Lab(keep=True)
     a = leftover.netns("a")
