@@ -35,15 +35,9 @@ NUD_PERMANENT = 0x80
 
 
 def cpu_mask(cpus: Iterable[int]) -> str:
-    """The kernel's CPU bitmap syntax (hex, comma every 32 CPUs): {0, 1} -> "3", {0, 33} -> "2,00000001"."""
-    bits = sum(1 << cpu for cpu in set(cpus))
-    words = []
-    while True:
-        words.append(bits & 0xFFFFFFFF)
-        bits >>= 32
-        if not bits:
-            break
-    return ",".join([f"{words[-1]:x}", *(f"{w:08x}" for w in reversed(words[:-1]))])
+    """The kernel's CPU bitmap syntax (hex, a comma every 32 CPUs): {0, 1} -> "3", {0, 33} -> "2,00000001"."""
+    digits = f"{sum(1 << cpu for cpu in set(cpus)):x}"
+    return ",".join(digits[max(0, end - 8):end] for end in range(len(digits) % 8 or 8, len(digits) + 1, 8))
 
 
 def _rps_path(link: "Link") -> str:
