@@ -193,14 +193,19 @@ def _taken_names() -> set[str]:
 _handler_pid = os.getpid()
 
 
+def _died_as_forked_helper(signum: int, owner: int) -> bool:
+    """A forked helper (pyroute2 forks to create namespaces) inherits the lab's handlers: in it the
+    signal must kill as usual, not resume the parent's code. True if this process is such a helper."""
+    if os.getpid() == owner:
+        return False
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    return True
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
-    if os.getpid() != _handler_pid:
-        # A forked helper (pyroute2 forks to create namespaces) inherited this
-        # handler: it must die as usual, not resume the parent's code.
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return
-    raise KeyboardInterrupt(f"signal {signum}")
+    if not _died_as_forked_helper(signum, _handler_pid):
+        raise KeyboardInterrupt(f"signal {signum}")
 
 
 _HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -219,11 +224,8 @@ def _signals_held() -> Iterator[None]:
     owner, held = os.getpid(), []
 
     def hold(signum: int, frame: Any) -> None:
-        if os.getpid() != owner:  # a forked helper dies as usual (see _raise_interrupt)
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        held.append(signum)
+        if not _died_as_forked_helper(signum, owner):
+            held.append(signum)
 
     previous = {sig: signal.getsignal(sig) for sig in _HELD_SIGNALS}
     for sig in _HELD_SIGNALS:
