@@ -68,6 +68,33 @@ def cmd_plugin_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_conformance(args: argparse.Namespace) -> int:
+    import fnmatch
+
+    from .conformance import report
+    from .conformance.run import check, target_for
+
+    _need_root("conformance")
+    patterns = args.only or []
+    select = (lambda case: any(fnmatch.fnmatchcase(case, p) or fnmatchcase_prefix(case, p) for p in patterns)) if patterns else None
+    console = Console()
+    with target_for(args.plugin, args.config) as target:
+        result = check(target, strict=args.strict, select=select,
+                       progress=lambda o: console.print(report.progress_line(o, args.strict), highlight=False))
+    report.terminal(result, console)
+    if args.junit:
+        report.junit(result, args.junit)
+    if args.markdown:
+        with open(args.markdown, "a") as f:  # appending: a GitHub job summary may hold several plugins' reports
+            f.write(report.markdown(result))
+    return result.exit_code
+
+
+def fnmatchcase_prefix(case: str, pattern: str) -> bool:
+    """``--only add.twice`` also selects its variants ``add.twice[...]``."""
+    return case.split("[")[0] == pattern
+
+
 def cmd_workbook_export(args: argparse.Namespace) -> int:
     from .workbook import export
 
@@ -197,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     dmn.add_argument("bin_dir")
     dmn.add_argument("--name", default="cnilab")
     dmn.set_defaults(func=cmd_plugin_daemon)
+    conf = sub.add_parser("conformance", help="check a CNI plugin against the spec, requirement by requirement",
+                          description="Exit 0: conformant; 1: a MUST failed (or a SHOULD, with --strict); 3: the checker itself failed.")
+    conf.add_argument("plugin", nargs="?", help="the plugin executable (default: cnilab's own plugin)")
+    conf.add_argument("--config", help="the plugin's network configuration with {{placeholders}} (default: the one cnilab "
+                                       "ships for the plugin's name: bridge, ptp, macvlan, ipvlan, cnilab; or one of "
+                                       "those names, e.g. bridge-chained)")
+    conf.add_argument("--junit", metavar="FILE", help="write the verdicts as JUnit XML")
+    conf.add_argument("--markdown", metavar="FILE", help="append the verdicts as a Markdown table (e.g. $GITHUB_STEP_SUMMARY)")
+    conf.add_argument("--strict", action="store_true", help="SHOULD failures fail the run too")
+    conf.add_argument("--only", action="append", metavar="CASE", help="only these cases (glob, e.g. 'gc.*'; repeatable)")
+    conf.set_defaults(func=cmd_conformance)
     wb = sub.add_parser("workbook", help="the student workbook: the suite with the solutions as TODOs")
     wb_sub = wb.add_subparsers(dest="workbook_command", required=True)
     exp = wb_sub.add_parser("export", help="write a student copy of the suite to DIR")
