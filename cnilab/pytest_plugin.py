@@ -28,10 +28,67 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--keep", action="store_true",
                     help="leave each test's lab up after the run and print how to enter it; `cnilab cleanup` removes it")
     group.addoption("--cni-plugin", default=None, metavar="PATH",
-                    help="run the stage-07 conformance suite against this CNI plugin executable "
+                    help="run the stage-07 conformance cases against this CNI plugin executable "
                          "(default: cnilab's plugin and the reference bridge+host-local)")
+    group.addoption("--cni-config", default=None, metavar="FILE",
+                    help="the --cni-plugin's network configuration with {{placeholders}}, as `cnilab conformance --config`")
+    group.addoption("--cni-strict", action="store_true",
+                    help="a SHOULD the --cni-plugin breaks fails its test (always so for cnilab's own plugin)")
     group.addoption("--nodes", choices=("netns", "docker"), default="netns",
                     help="what a multi-node stage's nodes are: lab namespaces (default) or Docker containers")
+
+
+#: options whose value is a path: written ``--opt PATH`` the PATH must not pass for a test path
+PATH_OPTIONS = ("--cni-plugin", "--cni-config")
+
+
+def join_path_options(args: list[str]) -> list[str]:
+    """``--cni-plugin PATH`` as ``--cni-plugin=PATH``: the form pytest cannot mistake for a test path."""
+    out, i = [], 0
+    while i < len(args):
+        if args[i] in PATH_OPTIONS and i + 1 < len(args):
+            out.append(f"{args[i]}={args[i + 1]}")
+            i += 2
+        else:
+            out.append(args[i])
+            i += 1
+    return out
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Settle the rootdir again once this plugin's options are known.
+
+    pytest picks its rootdir and ini file from the command line before it loads plugins, so in
+    ``pytest -k stage07 --cni-plugin /usr/lib/cni/bridge`` the path looks like a test path: the
+    rootdir became /usr/lib/cni and the project's settings (testpaths, import mode) were lost.
+    Here the option and its value are joined and the setup is determined as pytest would have
+    determined it for ``--cni-plugin=PATH``.
+    """
+    joined = join_path_options(args)
+    if joined == args:
+        return
+    args[:] = joined
+    import copy
+    import inspect
+
+    from _pytest.config.findpaths import determine_setup
+
+    ns = parser.parse_known_args(args)
+    given = {"inifile": ns.inifilename, "override_ini": ns.override_ini, "args": ns.file_or_dir,
+             "rootdir_cmd_arg": ns.rootdir or None, "invocation_dir": early_config.invocation_params.dir}
+    wanted = inspect.signature(determine_setup).parameters
+    rootpath, inipath, inicfg, *_ = determine_setup(**{k: v for k, v in given.items() if k in wanted})
+    if (rootpath, inipath) == (early_config.rootpath, early_config.inipath):
+        return
+    early_config._rootpath, early_config._inipath, early_config._inicfg = rootpath, inipath, inicfg  # type: ignore[attr-defined]
+    early_config._inicache.clear()  # type: ignore[attr-defined]
+    parser.extra_info.update(rootdir=str(rootpath), inifile=str(inipath))
+    addopts = early_config._validate_args(early_config.getini("addopts"), "via addopts config")  # type: ignore[attr-defined]
+    args[:] = addopts + args
+    early_config.pluginmanager.consider_preparse(addopts, exclude_only=False)
+    early_config.known_args_namespace = parser.parse_known_args(args, namespace=copy.copy(early_config.option))
+    early_config.known_args_namespace.confcutdir = str(inipath.parent if inipath else rootpath)
 
 
 def pytest_configure(config: pytest.Config) -> None:
