@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     dmn.add_argument("--name", default="cnilab")
     dmn.set_defaults(func=cmd_plugin_daemon)
     conf = sub.add_parser("conformance", help="check a CNI plugin against the spec, requirement by requirement",
-                          description="Exit 0: conformant; 1: a MUST failed (or a SHOULD, with --strict); 3: the checker itself failed.")
+                          description="Exit 0: conformant; 1: a MUST failed (or a SHOULD, with --strict); 3: the checker itself failed; 4: nothing could be checked here.")
     conf.add_argument("plugin", nargs="?", help="the plugin executable (default: cnilab's own plugin)")
     conf.add_argument("--config", help="the plugin's network configuration with {{placeholders}} (default: the one cnilab "
                                        "ships for the plugin's name: bridge, ptp, macvlan, ipvlan, cnilab; or one of "

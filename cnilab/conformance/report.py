@@ -29,7 +29,7 @@ def summary(report: Report) -> str:
              f"{r.count(Verdict.FAIL, Level.SHOULD)} SHOULD fail" + ("" if r.strict else " (warnings)"),
              f"{r.count(Verdict.DEVIATION)} known deviation", f"{r.count(Verdict.NOT_APPLICABLE)} not applicable",
              f"{r.count(Verdict.SKIPPED)} skipped", f"{r.count(Verdict.ERROR)} checker error"]
-    verdict = {0: "CONFORMANT", 1: "NOT CONFORMANT", 3: "CHECKER ERROR"}[r.exit_code]
+    verdict = {0: "CONFORMANT", 1: "NOT CONFORMANT", 3: "CHECKER ERROR", 4: "NOT CHECKED"}[r.exit_code]
     return (f"{verdict}: {r.target.path} ({r.target.config_name}; claims {', '.join(r.target.supported)}): "
             f"{', '.join(parts)} in {r.seconds:.1f} s")
 

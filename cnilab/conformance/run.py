@@ -50,9 +50,12 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 conformant; 1 the plugin failed a MUST (or a SHOULD with --strict); 3 the checker itself failed."""
+        """0 conformant; 1 the plugin failed a MUST (or a SHOULD with --strict); 3 the checker itself failed;
+        4 nothing could be checked here (every case skipped, e.g. a kernel without the plugin's link kind)."""
         if self.count(Verdict.ERROR):
             return 3
+        if self.outcomes and self.count(Verdict.SKIPPED) == len(self.outcomes):
+            return 4
         return 1 if any(o.fails_run(self.strict) for o in self.outcomes) else 0
 
 

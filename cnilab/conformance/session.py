@@ -7,6 +7,7 @@ data directory, and plugin processes still running.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -21,7 +22,7 @@ from ..cleanup import release_dir
 from ..cni import Attachment, CNIError, Runtime
 from ..lab import Lab
 from ..netns import Namespace
-from .spec import Violation
+from .spec import Skipped, Violation
 from .target import GATEWAY, SUBNET, Target
 
 OUTSIDE_NET = ("192.0.2.1/24", "192.0.2.254/24")  # the node's uplink and a host beyond it (TEST-NET-1)
@@ -215,10 +216,35 @@ class Session:
                 pass
 
 
+#: the kernel link kind a plugin type needs, where it needs one beyond veth and bridge
+NEEDS_KIND = {"macvlan": "macvlan", "ipvlan": "ipvlan", "vlan": "vlan"}
+_kernel_lacks: dict[str, bool] = {}
+
+
+def require_kernel_kind(session: Session) -> None:
+    """Skip (with the reason) a plugin whose link kind this kernel cannot make: the plugin is not at fault."""
+    kind = NEEDS_KIND.get(session.target.type)
+    if kind is None:
+        return
+    if kind not in _kernel_lacks:
+        from pyroute2 import NetlinkError
+
+        try:
+            session.node.ipr.link("add", ifname="probe0", kind=kind, link=session.node.link(session.master).index)
+            session.node.ipr.link("del", ifname="probe0")
+            _kernel_lacks[kind] = False
+        except NetlinkError as exc:
+            _kernel_lacks[kind] = exc.code == errno.EOPNOTSUPP
+    if _kernel_lacks[kind]:
+        raise Skipped(f"this kernel cannot make {kind} links (no {kind} module), so the {session.target.type} plugin "
+                      f"cannot work here: load it with `modprobe {kind}` or check on another kernel")
+
+
 def open_session(target: Target, version: str) -> tuple[Lab, Session]:
     lab = Lab()
     try:
         session = Session(target, lab, version)
+        require_kernel_kind(session)
     except BaseException:
         lab.teardown()
         raise

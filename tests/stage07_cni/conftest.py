@@ -75,10 +75,15 @@ class PluginUnderTest:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "cni_plugin" in metafunc.fixturenames:
+    # the conformance cases judge --cni-plugin when given; the tests of cnilab's plugin as the stage builds it
+    # (its bridge, its chains) always run against cnilab's plugin and the reference bridge it imitates
+    if "conformance_target" in metafunc.fixturenames:
         custom = metafunc.config.getoption("--cni-plugin")
         params = [custom] if custom else ["cnilab", "reference"]
-        metafunc.parametrize("cni_plugin", params, indirect=True, ids=[Path(p).name for p in params])
+        metafunc.parametrize("conformance_target", params, indirect=True, scope="session",
+                             ids=[Path(p).name for p in params])
+    if "cni_plugin" in metafunc.fixturenames:
+        metafunc.parametrize("cni_plugin", ["cnilab", "reference"], indirect=True, ids=["cnilab", "bridge"])
 
 
 @pytest.fixture(scope="session")
@@ -106,11 +111,37 @@ def cni_plugin(request, cnilab_bin) -> PluginUnderTest:
         if not os.access(f"{REFERENCE_DIR}/bridge", os.X_OK):
             pytest.skip("the reference plugins are missing: apt-get install -y containernetworking-plugins")
         return PluginUnderTest("reference", "bridge", [REFERENCE_DIR], "host-local", reference=True)
-    path = Path(which).resolve()
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"--cni-plugin {which}: no executable there")
-    return PluginUnderTest(path.name, path.name, [str(path.parent), REFERENCE_DIR],
-                           "cnilab" if path.name == "cnilab" else "host-local")
+    raise ValueError(f"unknown plugin parameter {which!r}")
+
+
+@dataclass
+class ConformanceTarget:
+    target: object
+    strict: bool
+
+
+@pytest.fixture(scope="session")
+def conformance_target(request, cnilab_bin) -> ConformanceTarget:
+    """Name: conformance_target. Scope: session. Depends: cnilab_bin, the --cni-plugin/--cni-config/--cni-strict options.
+
+    What the conformance cases judge: cnilab's plugin (strict: it must meet every SHOULD too) and the
+    reference bridge, or the --cni-plugin given. Its claimed versions are read once, with VERSION.
+    """
+    from cnilab.conformance.run import discover_versions
+    from cnilab.conformance.target import Target
+
+    which = request.param
+    if which == "cnilab":
+        target, strict = Target.load(cnilab_bin / "cnilab"), True
+    elif which == "reference":
+        if not os.access(f"{REFERENCE_DIR}/bridge", os.X_OK):
+            pytest.skip("the reference plugins are missing: apt-get install -y containernetworking-plugins")
+        target, strict = Target.load(f"{REFERENCE_DIR}/bridge"), False
+    else:
+        target = Target.load(which, request.config.getoption("--cni-config"))
+        strict = request.config.getoption("--cni-strict")
+    target.supported = discover_versions(target)
+    return ConformanceTarget(target, strict)
 
 
 @recipe.fixture
