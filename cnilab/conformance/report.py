@@ -49,7 +49,7 @@ def terminal(report: Report, console: Console | None = None) -> None:
         table.add_row(escape(o.case), o.requirement.level.value, f"[{STYLE[o.verdict]}]{label(o, report.strict)}[/]",
                       escape(f"{o.requirement.cite.section}" + (f": {o.detail[:200]}" if o.detail else "")))
     console.print(table)
-    console.print(summary(report))
+    console.print(escape(summary(report)), soft_wrap=True, highlight=False)
 
 
 def junit(report: Report, path: str | Path) -> None:
