@@ -1,4 +1,4 @@
-"""The GitHub Actions workflow in ci/ passes actionlint (no root needed)."""
+"""The GitHub Actions workflows in ci/ pass actionlint (no root needed)."""
 
 import subprocess
 import sys
@@ -18,8 +18,16 @@ def actionlint():
     return str(ACTIONLINT)
 
 
-def test_workflow_passes_actionlint(actionlint):
-    done = subprocess.run([actionlint, str(ROOT / "ci" / "github-actions.yml")], capture_output=True, text=True)
+WORKFLOWS = sorted(p.name for p in (ROOT / "ci").glob("*.yml"))
+
+
+def test_every_workflow_is_checked():
+    assert {"github-actions.yml", "check-cni-plugin.yml"} <= set(WORKFLOWS), WORKFLOWS
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS)
+def test_workflow_passes_actionlint(actionlint, workflow):
+    done = subprocess.run([actionlint, str(ROOT / "ci" / workflow)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
