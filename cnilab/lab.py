@@ -35,6 +35,30 @@ Narrator = Callable[[Step], None]
 _open_labs: "weakref.WeakSet[Lab]" = weakref.WeakSet()
 #: Every prefix used by this process: the leak guard checks them at exit.
 used_prefixes: set[str] = set()
+#: A file (set by the pytest plugin, inherited by child processes) where every lab of a run and of the
+#: runs it starts -- a demo, a workbook's pytest, `cnilab conformance` -- notes its prefix, so the
+#: leak guard sees what nested runs left too.
+PREFIX_LOG_ENV = "CNILAB_PREFIX_LOG"
+
+
+def _note_prefix(prefix: str) -> None:
+    used_prefixes.add(prefix)
+    log = os.environ.get(PREFIX_LOG_ENV)
+    if log:
+        try:
+            with open(log, "a") as f:
+                f.write(prefix + "\n")
+        except OSError:
+            pass  # the note is for the leak guard; a lab works without it
+
+
+def logged_prefixes() -> set[str]:
+    """The prefixes noted in the run's prefix log, by this process and its children."""
+    log = os.environ.get(PREFIX_LOG_ENV)
+    try:
+        return set(open(log).read().split()) if log else set()
+    except OSError:
+        return set()
 
 
 class Lab:
@@ -54,7 +78,7 @@ class Lab:
         self.transcript: list[str] = []
         self.namespaces: dict[str, "Namespace"] = {}
         self._closed = False
-        used_prefixes.add(self.prefix)
+        _note_prefix(self.prefix)
         _open_labs.add(self)
 
     @classmethod

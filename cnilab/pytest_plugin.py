@@ -17,7 +17,7 @@ import pytest
 
 from . import cleanup as leftovers
 from .errors import LabError, NotRootError, Todo
-from .lab import Lab, used_prefixes
+from .lab import PREFIX_LOG_ENV, Lab, logged_prefixes, used_prefixes
 
 STAGE_DIR = re.compile(r"stage(\d\d)_")
 _kept: list[Lab] = []
@@ -92,6 +92,13 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get(PREFIX_LOG_ENV) and os.geteuid() == 0:  # the outermost run owns the log; nested runs append
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="cnilab-prefixes-")
+        os.close(fd)
+        os.environ[PREFIX_LOG_ENV] = path
+        config._cnilab_prefix_log = path  # type: ignore[attr-defined]
     config.addinivalue_line("markers", "stage(n): the lab stage (1-7) a test belongs to; set from the directory name")
     config.addinivalue_line("markers", "unit: a test of the library itself that needs no root")
 
@@ -194,10 +201,16 @@ def pytest_report_teststatus(report, config):
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Leak guard: no namespace or root link of this session's labs may remain."""
-    if session.config.getoption("--keep", default=False) or not used_prefixes or os.geteuid() != 0:
+    """Leak guard: no namespace or root link of this session's labs -- or of the runs it started -- may remain."""
+    prefixes = set(used_prefixes)
+    own_log = getattr(session.config, "_cnilab_prefix_log", None)
+    if own_log:  # only the outermost run reads the log: a nested run must not judge its parent's live labs
+        prefixes |= logged_prefixes()
+        os.environ.pop(PREFIX_LOG_ENV, None)
+        os.unlink(own_log)
+    if session.config.getoption("--keep", default=False) or not prefixes or os.geteuid() != 0:
         return
-    found = leftovers.find(set(used_prefixes))
+    found = leftovers.find(prefixes)
     if found:
         leftovers.remove(found)
         session.config._cnilab_leaks = found.describe()  # type: ignore[attr-defined]

@@ -131,3 +131,25 @@ def test_reference_plugins_get_only_pass_not_applicable_or_listed_deviations(tmp
     assert done.returncode == 0, f"exit {done.returncode}: {done.stdout[-4000:]}"
     assert "0 MUST fail, 0 SHOULD fail" in done.stdout, last
     assert junit.read_text().count("<testcase") > 50 and "## CNI conformance" in md.read_text()
+
+
+def test_ctrl_c_in_the_middle_of_a_check_leaves_nothing(tmp_path):
+    """SIGINT to the checker's process group at its third case: the case's lab and the plugin's leftovers go."""
+    import signal
+
+    from cnilab import cleanup
+
+    if not os.access(REFERENCE, os.X_OK):
+        pytest.skip("the reference plugins are missing: apt-get install -y containernetworking-plugins")
+    log = tmp_path / "prefixes"
+    env = {**os.environ, "CNILAB_PREFIX_LOG": str(log), "COLUMNS": "200"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "cnilab"), "conformance", REFERENCE, "--only", "add.*"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    for _ in range(3):
+        assert proc.stdout.readline(), "the check ended before its third case"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, f"exit {proc.returncode}: {out[-1000:]}"
+    prefixes = set(log.read_text().split())
+    assert len(prefixes) >= 3, prefixes
+    assert not cleanup.find(prefixes), f"Ctrl-C left {cleanup.find(prefixes).describe()}"
