@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 from ..cni import CNIError
 from ..probes import ping
@@ -45,12 +46,17 @@ def gc_removes_stale(s: Session) -> str:
     return ""
 
 
-@requirement("gc.no-valid-list", "GC without cni.dev/valid-attachments removes nothing", MUST, "2 Execution protocol / GC",
-             "cni.dev/valid-attachments: the list of attachments that are still valid", since="1.1.0")
-def gc_no_valid_list(s: Session) -> None:
+@requirement("gc.no-valid-list", "GC without a valid list, or of a version without GC, removes nothing", MUST,
+             "2 Execution protocol / GC",
+             "cni.dev/valid-attachments: the list of attachments that are still valid (GC is new in spec 1.1.0)",
+             since="1.1.0", variants=("key-missing", "cniversion-1.0.0"))
+def gc_no_valid_list(s: Session, case: str) -> None:
     pods = [s.add() for _ in range(2)]
     before = s.state()
-    call = s.raw("GC", s.own_conf(), env=s.env(None, "GC"))
+    conf = s.own_conf()
+    if case == "cniversion-1.0.0":  # a 1.0.0 runtime knows no GC: whatever it sends, nothing valid may go
+        conf = {**conf, "cniVersion": "1.0.0", "cni.dev/valid-attachments": []}
+    call = s.raw("GC", conf, env=s.env(None, "GC"))
     s.settle()
     for pod, att, result in pods:
         expect(result["ips"][0]["address"] in pod_addresses(pod, att.ifname),
@@ -115,7 +121,7 @@ def status_pool_exhausted(s: Session) -> None:
 
 # -- a plugin killed in the middle of ADD ------------------------------------------------------------
 
-KILL_POINTS = ("at-start", "ipam-write", "link-created", "halfway")
+KILL_POINTS = ("at-start", "ipam-write", "ipam-temp-file", "ipam-record", "link-created", "halfway", "ipam-lock-held")
 
 
 def _watch(s: Session, point: str, baseline, add_time: float):
@@ -123,8 +129,12 @@ def _watch(s: Session, point: str, baseline, add_time: float):
     links = {st.name for st in s.node.link_states()}
     if point == "at-start":
         return lambda: True
-    if point == "ipam-write":
+    if point == "ipam-write":  # the first change in the data directory (a lock, a directory)
         return lambda: s.state_files() != baseline.files
+    if point == "ipam-temp-file":  # a record being written (an IPAM that writes a temporary file first)
+        return lambda: any(".tmp" in Path(f).name for f in s.state_files() - baseline.files)
+    if point == "ipam-record":  # a file named by the address: the reservation exists
+        return lambda: any(Path(f).name[:1].isdigit() for f in s.state_files() - baseline.files)
     if point == "link-created":
         return lambda: bool({m.get("IFLA_IFNAME") for m in s.node.ipr.get_links()} - links)
     start = time.monotonic()
@@ -141,8 +151,9 @@ def fault_killed_add(s: Session, point: str) -> str:
     pod = s.pod()
     att = s.attachment(pod)
     conf = s.own_conf()
+    lock = _hold_ipam_lock(s) if point == "ipam-lock-held" else None
     proc = s.spawn(s.env(att, "ADD"))
-    reached = _watch(s, point, baseline, add_time)
+    reached = _waits_on(lock) if lock else _watch(s, point, baseline, add_time)
     feeder = threading.Thread(target=lambda: _feed(proc, conf), daemon=True)
     feeder.start()
     deadline = time.monotonic() + 10
@@ -156,6 +167,13 @@ def fault_killed_add(s: Session, point: str) -> str:
     proc.wait()
     feeder.join()
     killed = proc.returncode == -signal.SIGKILL
+    if lock:
+        applies(hit, f"the plugin never waited for its IPAM lock {lock.name}")
+        # the runtime gave up on the call: nothing of it may go on working (and finish after the DEL)
+        still = s.eventually(lambda: not _holders(lock.name), timeout=2)
+        _release(lock)
+        expect(still, f"SIGKILL of the plugin did not stop the call: pids {_holders(lock.name)} still wait for the "
+                      "IPAM lock and will finish the ADD after the runtime's DEL")
     try:
         s.runtime.delete(s.conflist(), att)
     except CNIError as exc:
@@ -169,6 +187,40 @@ def fault_killed_add(s: Session, point: str) -> str:
     s.settle()
     expect(s.state() == baseline, f"ADD+DEL after the kill left something behind: {baseline.diff(s.state())}")
     return f"killed {'at ' + point if hit and killed else 'after it finished (the point came too late)'}"
+
+
+def _hold_ipam_lock(s: Session):
+    """Take the IPAM's lock file (host-local's convention, ``DATADIR/NETWORK/lock``) so an ADD blocks on it."""
+    import fcntl
+
+    locks = sorted(s.data_dir.rglob("lock")) if s.data_dir.is_dir() else []
+    applies(locks, "the IPAM keeps no lock file in its data directory")
+    f = open(locks[0], "r+")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    return f
+
+
+def _release(lock) -> None:
+    import fcntl
+
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
+
+
+def _holders(path: str) -> list[int]:
+    """Processes (other than this one) with ``path`` open."""
+    found = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()):
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == path for fd in os.listdir(f"/proc/{pid}/fd")):
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _waits_on(lock):
+    return lambda: bool(_holders(lock.name))
 
 
 def _feed(proc, conf) -> None:
