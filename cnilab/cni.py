@@ -64,7 +64,10 @@ class Runtime:
                     "CNI_PATH": ":".join(self.plugin_dirs), **env}
         stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
         def run() -> subprocess.CompletedProcess:
-            return subprocess.run([path], input=stdin, capture_output=True, env=full_env, timeout=60)
+            try:
+                return subprocess.run([path], input=stdin, capture_output=True, env=full_env, timeout=60)
+            except subprocess.TimeoutExpired:  # the plugin's fault, as any runtime would see it
+                raise CNIError(plugin_type, -1, f"{command} did not answer within 60 s (the runtime gave up)") from None
 
         # spawned from a thread inside the node's namespace, as a runtime living there spawns: the child
         # inherits it, and without a preexec_fn Python can vfork (a fork of this big process costs ms)
@@ -79,7 +82,11 @@ class Runtime:
             if err.get("code") == TODO_CODE:
                 raise Todo(err.get("msg", "TODO in the plugin"))  # a workbook stub: one line, no traceback
             raise CNIError(plugin_type, err.get("code", -1), err.get("msg", ""), err.get("details", ""), err)
-        return json.loads(out) if out else None
+        try:
+            return json.loads(out) if out else None
+        except ValueError:
+            raise CNIError(plugin_type, -1, f"{command} succeeded but printed no JSON result",
+                           out.decode(errors="replace")[:300]) from None
 
     # -- conflists ----------------------------------------------------------------
     @staticmethod

@@ -112,16 +112,17 @@ def test_a_requirement_of_an_unclaimed_version_is_not_applicable(tmp_path):
 
 
 @pytest.mark.parametrize("plugin,config", [("bridge", None), ("ptp", None), ("macvlan", None), ("ipvlan", None),
-                                           ("bridge", "bridge-chained")])
-def test_reference_plugins_get_only_pass_not_applicable_or_listed_deviations(tmp_path, plugin, config):
-    """The checker checks itself on the yardstick: no checker error, no failure of a MUST, no SHOULD
-    failure that is not a listed deviation (exit 0); a kernel without the plugin's link kind says so (exit 4)."""
-    path = f"/usr/lib/cni/{plugin}"
-    if not os.access(path, os.X_OK):
+                                           ("bridge", "bridge-chained"), ("cnilab", None), ("cnilab", "cnilab-chained")])
+def test_plugins_get_only_pass_not_applicable_or_listed_deviations(tmp_path, plugin, config):
+    """The checker checks itself on the yardstick -- the four reference plugins, alone and chained -- and on
+    cnilab's own plugin (the command without PLUGIN): no checker error, no MUST or SHOULD failure that is
+    not a listed deviation (exit 0 with --strict); a kernel without the plugin's link kind says so (exit 4)."""
+    path = None if plugin == "cnilab" else f"/usr/lib/cni/{plugin}"
+    if path and not os.access(path, os.X_OK):
         pytest.skip("the reference plugins are missing: apt-get install -y containernetworking-plugins")
     junit, md = tmp_path / "r.xml", tmp_path / "r.md"
-    argv = [str(Path(sys.executable).parent / "cnilab"), "conformance", path, "--junit", str(junit), "--markdown", str(md),
-            "--strict", *(["--config", config] if config else [])]
+    argv = [str(Path(sys.executable).parent / "cnilab"), "conformance", *([path] if path else []), "--junit", str(junit),
+            "--markdown", str(md), "--strict", *(["--config", config] if config else [])]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
     assert "0 checker error" in done.stdout, done.stdout[-3000:]
