@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-from ..cni import Attachment
 from .checks_verbs import warmed
 from .session import Call, Session
 from .spec import Level, Violation, applies, expect, requirement
@@ -74,9 +73,7 @@ def error_cniversion(s: Session, case: str) -> None:
              "4 Invalid necessary environment variables; 6 Failed to decode content; 7 Invalid network config",
              variants=tuple(ERROR_CASES))
 def error_code(s: Session, case: str) -> None:
-    call = _error_call(s, case)
-    code = call.answer.get("code") if isinstance(call.answer, dict) else None
-    expect(code == ERROR_CASES[case], f"{case.replace('-', ' ')}: expected code {ERROR_CASES[case]}, got {call.describe()}")
+    _expect_code(_error_call(s, case), ERROR_CASES[case], case.replace("-", " "))
 
 
 # -- names a runtime (or a pod's author) controls ------------------------------------------------
@@ -89,50 +86,45 @@ CONTAINER_IDS = {"slash": "a/b", "dotdot": "..", "newline": "g\nx", "leading-das
              "CNI_CONTAINERID ... Must start with an alphanumeric character, optionally followed by alphanumerics, "
              "underscore, dot or hyphen", variants=tuple(CONTAINER_IDS))
 def input_container_id(s: Session, case: str) -> None:
-    baseline = warmed(s)
-    pod = s.pod()
-    att = Attachment(CONTAINER_IDS[case], f"/run/netns/{pod.name}")
-    call = s.raw("ADD", s.own_conf(), att)
-    if call.returncode == 0:
-        s.raw("DEL", s.own_conf(), att)
-        raise Violation(f"ADD accepted the container ID {CONTAINER_IDS[case]!r}")
-    code = call.answer.get("code") if isinstance(call.answer, dict) else None
-    expect(code == INVALID_ENV, f"container ID {CONTAINER_IDS[case]!r}: expected code 4, got {call.describe()}")
-    s.settle()
-    expect(s.state() == baseline and "eth0" not in pod.links(), f"the refused ADD changed the node: {baseline.diff(s.state())}")
+    call = _refused_add(s, "container ID", CONTAINER_IDS[case], "eth0")
+    _expect_code(call, INVALID_ENV, f"container ID {CONTAINER_IDS[case]!r}")
 
 
 IFNAMES = {"16-bytes": "eth0123456789abc", "slash": "eth/0", "colon": "eth:0", "dotdot": "..", "space": "eth 0"}
 
 
-def _bad_ifname(s: Session, case: str) -> Call:
+def _refused_add(s: Session, what: str, container_id: str | None, ifname: str) -> Call:
+    """An ADD with a bad name must fail and leave the node and the pod as they were."""
     baseline = warmed(s)
     pod = s.pod()
-    att = s.attachment(pod, ifname=IFNAMES[case])
+    att = s.attachment(pod, ifname, container_id)
     call = s.raw("ADD", s.own_conf(), att)
     if call.returncode == 0:
         s.raw("DEL", s.own_conf(), att)
-        raise Violation(f"ADD accepted the interface name {IFNAMES[case]!r}")
+        raise Violation(f"ADD accepted the {what} {container_id if what == 'container ID' else ifname!r}")
     s.settle()
     expect(s.state() == baseline, f"the failed ADD changed the node: {baseline.diff(s.state())}")
     expect(pod.links() == ["lo"], f"the failed ADD left links in the pod: {pod.links()}")
     return call
 
 
+def _expect_code(call: Call, code: int, what: str) -> None:
+    got = call.answer.get("code") if isinstance(call.answer, dict) else None
+    expect(got == code, f"{what}: expected code {code}, got {call.describe()}")
+
+
 @requirement("input.ifname", "an unusable CNI_IFNAME is an error that changes nothing", MUST, "2 Execution protocol / Parameters",
              "CNI_IFNAME ... if the plugin is unable to use this interface name it must return an error",
              variants=tuple(IFNAMES))
 def input_ifname(s: Session, case: str) -> None:
-    _bad_ifname(s, case)
+    _refused_add(s, "interface name", None, IFNAMES[case])
 
 
 @requirement("input.ifname-code", "an unusable CNI_IFNAME gets code 4", SHOULD, "2 Execution protocol / Well-known error codes",
              "4 - Invalid necessary environment variables, like CNI_COMMAND, CNI_CONTAINERID, etc.",
              variants=tuple(IFNAMES))
 def input_ifname_code(s: Session, case: str) -> None:
-    call = _bad_ifname(s, case)
-    code = call.answer.get("code") if isinstance(call.answer, dict) else None
-    expect(code == INVALID_ENV, f"ifname {IFNAMES[case]!r}: expected code 4, got {call.describe()}")
+    _expect_code(_refused_add(s, "interface name", None, IFNAMES[case]), INVALID_ENV, f"ifname {IFNAMES[case]!r}")
 
 
 @requirement("input.huge-stdin", "10 MB of configuration gets an answer, not a crash", MUST, "2 Execution protocol / Errors",
@@ -160,8 +152,7 @@ def input_string_boolean(s: Session) -> None:
     conf = {**s.own_conf(), "ipMasq": "false"}
     call = s.raw("ADD", conf, att)
     if call.returncode != 0:
-        code = call.answer.get("code") if isinstance(call.answer, dict) else None
-        expect(code == INVALID_CONFIG, f'"ipMasq": "false" refused with code {code}, not 7: {call.describe()}')
+        _expect_code(call, INVALID_CONFIG, '"ipMasq": "false" refused')
         return
     ip = call.answer["ips"][0]["address"].split("/")[0]
     masq = [r for r in s.node.iptables_rules("nat") if ip in r and r not in baseline.rules]
