@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from cnilab import Lab, nsexec
-from cnilab.cni import Attachment, PluginDaemon, Runtime, install_plugin
+from cnilab import Lab
+from cnilab.core import nsexec
+from cnilab.runtime.cni import Attachment, PluginDaemon, Runtime, install_plugin
 
 PODS = int(sys.argv[1]) if len(sys.argv) > 1 else 50
 PLUGINS = {"reference": ("bridge", "host-local"), "cnilab-thin": ("cnilab", "cnilab"),

@@ -20,7 +20,7 @@ REPS = 15
 
 def lab_once() -> float:
     from cnilab import Lab
-    from cnilab.probes import assert_ping
+    from cnilab.observe.probes import assert_ping
 
     t0 = time.perf_counter()
     with Lab() as lab:
@@ -50,8 +50,8 @@ def shell_once() -> float:
 
 def main() -> int:
     t0 = time.perf_counter()
-    import cnilab.lab  # noqa: F401
-    import cnilab.probes  # noqa: F401
+    import cnilab.core.lab  # noqa: F401
+    import cnilab.observe.probes  # noqa: F401
     imports = time.perf_counter() - t0
     lab_once(), shell_once()  # warm caches (page cache, kernel modules)
     lab = statistics.median(lab_once() for _ in range(REPS))

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 from cnilab import Lab
-from cnilab.probes import listening_ports, wait_for
-from cnilab.recipe import load_stage
+from cnilab.observe.probes import listening_ports, wait_for
+from cnilab.teach.recipe import load_stage
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 2

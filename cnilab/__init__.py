@@ -1,11 +1,26 @@
 """cnilab: build container networking from Linux kernel primitives, and prove each step.
 
-The library underneath the stages: a ``Lab`` owns a run and its namespaces,
-links, addresses, routes, processes and captures, and tears them down.
+The package is four layers; a module imports only from its own layer or the ones below it,
+and no import goes in a circle (``tests/unit/test_layers.py`` checks both):
+
+    cli, pytest_plugin      the commands and the pytest plugin: the only modules that know every layer
+    teach, conformance      what people run: stages as recipes, demos, the workbook (teach); the CNI
+                            conformance checker (conformance)
+    observe, runtime        reading a lab (probes, captures, diagnosis, pictures, traces) and running
+                            things in it (nodes as containers, CNI runtimes, containerd, cleanup);
+                            neither knows the other
+    core                    a Lab, its namespaces and links, steps with their undo, names, errors
+
+Every kernel change is a ``core.step.Step`` made through ``Lab.apply``, so it is narrated, recorded
+and undone. The flat names of earlier versions (``cnilab.probes``, ``cnilab.recipe``...) still import:
+they are the modules of the layers under their old names.
 """
 
-from .errors import LabError
-from .lab import Lab
+from ._moved import install as _install_moved
+from .core.errors import LabError
+from .core.lab import Lab
+
+_install_moved()
 
 __all__ = ["Lab", "LabError"]
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .errors import LabError, NotRootError
+from .core.errors import LabError, NotRootError
 
 
 def _need_root(what: str) -> None:
@@ -18,7 +18,7 @@ def _need_root(what: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import default_tests_dir, run_stages
+    from .teach.runner import default_tests_dir, run_stages
 
     _need_root("run")
     stages = [int(s) for s in args.stages.split(",")] if args.stages else None
@@ -26,7 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from . import cleanup
+    from .runtime import cleanup
 
     _need_root("cleanup")
     removed = cleanup.cleanup({args.prefix} if args.prefix else None)
@@ -39,13 +39,13 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import run_doctor
+    from .teach.doctor import run_doctor
 
     return run_doctor()
 
 
 def cmd_plugin_install(args: argparse.Namespace) -> int:
-    from .cni import install_plugin, is_thick
+    from .runtime.cni import install_plugin, is_thick
 
     target = install_plugin(args.bin_dir, args.name, thick=not args.thin)
     mode = (f"thick: start the node daemon with `cnilab plugin daemon {args.bin_dir}`; without it the plugin "
@@ -55,7 +55,7 @@ def cmd_plugin_install(args: argparse.Namespace) -> int:
 
 
 def cmd_plugin_daemon(args: argparse.Namespace) -> int:
-    from .cni import PluginDaemon, is_thick
+    from .runtime.cni import PluginDaemon, is_thick
 
     _need_root("plugin daemon")
     plugin = Path(args.bin_dir) / args.name
@@ -96,7 +96,7 @@ def fnmatchcase_prefix(case: str, pattern: str) -> bool:
 
 
 def cmd_workbook_export(args: argparse.Namespace) -> int:
-    from .workbook import export
+    from .teach.workbook import export
 
     turned = export(Path(args.dir))
     stages = sorted({b.stage for b in turned})
@@ -106,7 +106,7 @@ def cmd_workbook_export(args: argparse.Namespace) -> int:
 
 
 def cmd_workbook_reset(args: argparse.Namespace) -> int:
-    from .workbook import reset
+    from .teach.workbook import reset
 
     for rel in reset(args.stage, Path(args.dir) if args.dir else None):
         print(f"reset {rel}: its TODOs are back")
@@ -114,13 +114,13 @@ def cmd_workbook_reset(args: argparse.Namespace) -> int:
 
 
 def _workbook_tests(dir_arg: str | None) -> Path:
-    from .workbook import workbook_root
+    from .teach.workbook import workbook_root
 
     return workbook_root(Path(dir_arg) if dir_arg else None) / "tests"
 
 
 def cmd_progress(args: argparse.Namespace) -> int:
-    from .runner import show_progress
+    from .teach.runner import show_progress
 
     _need_root("progress")
     return show_progress(_workbook_tests(args.dir))
@@ -129,9 +129,9 @@ def cmd_progress(args: argparse.Namespace) -> int:
 def cmd_hint(args: argparse.Namespace) -> int:
     import json
 
-    from .recipe import _load, stage_dir
+    from .teach.recipe import _load, stage_dir
 
-    tests = _workbook_tests(args.dir) if not args.reference else Path(__file__).resolve().parent.parent / "tests"
+    tests = _workbook_tests(args.dir) if not args.reference else Path(__file__).resolve().parents[1] / "tests"
     hints = getattr(_load(stage_dir(args.stage, tests) / "conftest.py"), "HINTS", [])
     if not hints:
         raise LabError(f"Stage {args.stage:02d} has no hints.")
@@ -149,13 +149,13 @@ def cmd_hint(args: argparse.Namespace) -> int:
 
 
 def _tests_dir(arg: str | None) -> Path:
-    from .runner import default_tests_dir
+    from .teach.runner import default_tests_dir
 
     return Path(arg) if arg else default_tests_dir()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .teach.demo import run_demo
 
     _need_root("demo")
     given = {}
@@ -169,8 +169,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .lab import Lab
-    from .topology import Topology, pick_prefix
+    from .core.lab import Lab
+    from .observe.topology import Topology, pick_prefix
 
     _need_root("show")
     with Lab.adopt(pick_prefix(args.prefix)) as lab:
@@ -183,10 +183,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from .lab import Lab
-    from .recipe import load_stage
-    from .topology import pick_prefix
-    from .trace import render
+    from .core.lab import Lab
+    from .teach.recipe import load_stage
+    from .observe.topology import pick_prefix
+    from .observe.trace import render
 
     _need_root("trace")
     traces = load_stage(args.stage, _tests_dir(args.tests)).traces

@@ -15,9 +15,9 @@ from typing import Iterator
 
 import pytest
 
-from . import cleanup as leftovers
-from .errors import LabError, NotRootError, Todo
-from .lab import PREFIX_LOG_ENV, Lab, logged_prefixes, used_prefixes
+from .runtime import cleanup as leftovers
+from .core.errors import LabError, NotRootError, Todo
+from .core.lab import PREFIX_LOG_ENV, Lab, logged_prefixes, used_prefixes
 
 STAGE_DIR = re.compile(r"stage(\d\d)_")
 _kept: list[Lab] = []
@@ -151,7 +151,7 @@ _pictures: dict[int, tuple[int, list[str]]] = {}
 
 def _picture(request: pytest.FixtureRequest, lab: Lab) -> None:
     """With --keep, draw each stage's largest kept lab to cnilab-pictures/stageNN.svg and .png."""
-    from .topology import Topology
+    from .observe.topology import Topology
 
     stage = stage_of(request.node)
     if stage is None:
@@ -176,7 +176,7 @@ def node_kind(request: pytest.FixtureRequest) -> str:
     """
     kind = request.config.getoption("--nodes")
     if kind == "docker":
-        from .nodes import require_docker
+        from .runtime.nodes import require_docker
 
         return require_docker()
     return kind

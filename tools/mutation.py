@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from cnilab.workbook import Block, blocks, export, solution_files, source_root
+from cnilab.teach.workbook import Block, blocks, export, solution_files, source_root
 
 BIN = Path(sys.executable).parent
 

@@ -9,8 +9,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..cni import CNIError
-from ..probes import ping
+from ..runtime.cni import CNIError
+from ..observe.probes import ping
 from .checks_verbs import host_links, pod_addresses, warmed
 from .session import Session
 from .spec import Level, Violation, applies, expect, requirement

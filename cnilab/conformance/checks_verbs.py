@@ -7,8 +7,8 @@ import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..cni import Attachment, CNIError
-from ..probes import ping
+from ..runtime.cni import Attachment, CNIError
+from ..observe.probes import ping
 from .session import Session
 from .spec import Level, NotApplicable, Violation, applies, expect, requirement, version_key
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..cni import CNIError, PluginDaemon, install_plugin, is_thick
-from ..errors import LabError
+from ..runtime.cni import CNIError, PluginDaemon, install_plugin, is_thick
+from ..core.errors import LabError
 from . import checks_input, checks_lifecycle, checks_verbs  # noqa: F401 -- they register the requirements
 from .deviations import deviation
 from .session import open_session

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..cleanup import release_dir
-from ..cni import Attachment, CNIError, Runtime
-from ..lab import Lab
-from ..netns import Namespace
+from ..runtime.cleanup import release_dir
+from ..runtime.cni import Attachment, CNIError, Runtime
+from ..core.lab import Lab
+from ..core.netns import Namespace
 from .spec import Skipped, Violation
 from .target import GATEWAY, SUBNET, Target
 
@@ -141,7 +141,7 @@ class Session:
 
     def spawn(self, env: dict[str, str]) -> subprocess.Popen:
         """Start the plugin under test inside the node, as a runtime living there does."""
-        from .. import nsexec
+        from ..core import nsexec
 
         return nsexec.call_in(self.node.name, lambda: subprocess.Popen(
             [str(self.target.path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))

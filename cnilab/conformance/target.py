@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import LabError
+from ..core.errors import LabError
 from .spec import SPEC_VERSIONS, version_key
 
 REFERENCE_DIR = "/usr/lib/cni"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cnilab.recipe import load_stage
+from cnilab.teach.recipe import load_stage
 
 TESTS = Path(__file__).resolve().parent.parent
 

@@ -71,12 +71,12 @@ def test_leak_guard_fails_a_session_that_leaves_a_namespace(tmp_path):
     done = run_pytest(tmp_path, LEAKY)
     assert done.returncode == 1, done.stdout
     assert "1 passed" in done.stdout and "LEAK GUARD" in done.stdout and "leak" in done.stdout
-    from cnilab import cleanup
+    from cnilab.runtime import cleanup
     assert not [n for n in cleanup.find().namespaces if n.endswith("-leak")], "the guard also removes what leaked"
 
 
 def test_keep_leaves_the_lab_up_and_says_how_to_enter_it(tmp_path):
-    from cnilab import cleanup
+    from cnilab.runtime import cleanup
 
     done = run_pytest(tmp_path, KEPT, "--keep")
     assert done.returncode == 0, done.stdout
@@ -101,7 +101,7 @@ def test_waits_for_ctrl_c(lab):
 def test_ctrl_c_during_a_pytest_run_tears_the_lab_down(tmp_path):
     import signal
 
-    from cnilab import cleanup
+    from cnilab.runtime import cleanup
 
     (tmp_path / "test_x.py").write_text(WAITS)
     proc = subprocess.Popen([str(BIN / "pytest"), "-q", "-s", "-p", "no:cacheprovider", str(tmp_path / "test_x.py")],

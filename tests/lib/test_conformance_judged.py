@@ -138,7 +138,7 @@ def test_ctrl_c_in_the_middle_of_a_check_leaves_nothing(tmp_path):
     """SIGINT to the checker's process group at its third case: the case's lab and the plugin's leftovers go."""
     import signal
 
-    from cnilab import cleanup
+    from cnilab.runtime import cleanup
 
     if not os.access(REFERENCE, os.X_OK):
         pytest.skip("the reference plugins are missing: apt-get install -y containernetworking-plugins")

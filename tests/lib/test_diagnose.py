@@ -1,7 +1,7 @@
 """Diagnosis messages: each broken topology is explained by its missing step (needs root)."""
 
-from cnilab.diagnose import why_unreachable
-from cnilab.probes import assert_ping
+from cnilab.observe.diagnose import why_unreachable
+from cnilab.observe.probes import assert_ping
 
 POD1, POD2, GW = "10.0.3.11", "10.0.3.12", "10.0.3.1"
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from cnilab import Lab, LabError
-from cnilab import cleanup
+from cnilab.runtime import cleanup
 
 
 def lab_namespaces(prefix):
@@ -160,6 +160,6 @@ def test_deleting_a_namespace_takes_its_links_and_their_peers(lab):
     end_a, end_b = a.veth("v0", b, "v1")
     b.delete()
     assert lab_namespaces(lab.prefix) == [a.name]
-    from cnilab.probes import wait_for
+    from cnilab.observe.probes import wait_for
     # the kernel frees a namespace's links asynchronously (cleanup_net), so wait for the peer to go
     wait_for(lambda: not end_a.exists(), timeout=5, what="the veth peer to vanish with its namespace")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from cnilab.recipe import load_stage
-from cnilab.topology import Topology
+from cnilab.teach.recipe import load_stage
+from cnilab.observe.topology import Topology
 
 from .conftest import TESTS
 

@@ -5,9 +5,9 @@ links, addresses, routes, neighbour tables, sysctls and firewall rules. A
 container's network is nothing more than a namespace. Here you create two.
 """
 
-from cnilab.probes import ping
-from cnilab.recipe import Recipe
-from cnilab.trace import Trace
+from cnilab.observe.probes import ping
+from cnilab.teach.recipe import Recipe
+from cnilab.observe.trace import Trace
 
 recipe = Recipe(1, "network namespaces isolate links, routes and firewall rules")
 

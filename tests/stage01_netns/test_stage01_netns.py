@@ -2,8 +2,8 @@
 
 import os
 
-from cnilab.probes import assert_no_ping
-from cnilab.recipe import stage_module
+from cnilab.observe.probes import assert_no_ping
+from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 

@@ -6,9 +6,9 @@ the pod namespace, give both an address in the same subnet, bring both up,
 and the two namespaces can talk.
 """
 
-from cnilab.probes import assert_ping
-from cnilab.recipe import Recipe
-from cnilab.trace import Trace
+from cnilab.observe.probes import assert_ping
+from cnilab.teach.recipe import Recipe
+from cnilab.observe.trace import Trace
 
 recipe = Recipe(2, "a veth pair connects the host to a pod", base=1)
 

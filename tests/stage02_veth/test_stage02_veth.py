@@ -1,7 +1,7 @@
 """Stage 02 proofs: the cable exists, carries traffic both ways, and every ingredient matters."""
 
-from cnilab.probes import assert_no_ping
-from cnilab.recipe import stage_module
+from cnilab.observe.probes import assert_no_ping
+from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 

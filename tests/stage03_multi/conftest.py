@@ -5,9 +5,9 @@ bridge: a virtual L2 switch that floods unknown frames, learns which MAC sits
 behind which port, and -- with an address of its own -- is the pods' gateway.
 """
 
-from cnilab.probes import assert_ping
-from cnilab.recipe import Recipe
-from cnilab.trace import Trace, captured
+from cnilab.observe.probes import assert_ping
+from cnilab.teach.recipe import Recipe
+from cnilab.observe.trace import Trace, captured
 
 recipe = Recipe(3, "a bridge joins several pods (a virtual switch with a gateway)", base=1)
 

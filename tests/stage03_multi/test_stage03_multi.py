@@ -2,9 +2,9 @@
 
 from itertools import permutations
 
-from cnilab.probes import assert_no_ping, assert_ping
-from cnilab.diagnose import why_unreachable
-from cnilab.recipe import stage_module
+from cnilab.observe.probes import assert_no_ping, assert_ping, ping
+from cnilab.observe.diagnose import why_unreachable
+from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 
@@ -26,7 +26,7 @@ def test_all_pairs_ping(host, bridge, pods):
     members = {**pods, "gateway": host}
     failures = []
     for src, dst in permutations(members, 2):
-        result = members[src].ping(IP[dst], count=1)
+        result = ping(members[src], IP[dst], count=1)
         if not result.ok:
             failures.append(f"{src} -> {dst}: {why_unreachable(members[src], IP[dst])}")
     assert not failures, "\n".join(failures)

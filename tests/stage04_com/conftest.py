@@ -5,15 +5,15 @@ client in pod2 connects to pod1's address: the three-way handshake and the
 payload cross the bridge exactly like ping did.
 """
 
-from cnilab.probes import EchoServer, listening_ports, tcp_roundtrip
-from cnilab.recipe import Recipe
-from cnilab.step import ns_cmd
-from cnilab.trace import Trace, captured
+from cnilab.observe.probes import EchoServer, listening_ports, tcp_roundtrip
+from cnilab.teach.recipe import Recipe
+from cnilab.core.step import ns_cmd
+from cnilab.observe.trace import Trace, captured
 
 recipe = Recipe(4, "TCP between pods over the bridge", base=3)
 
 HINTS = [
-    "cnilab.probes.EchoServer(namespace, port) listens before it returns: no waiting needed.",
+    "cnilab.observe.probes.EchoServer(namespace, port) listens before it returns: no waiting needed.",
     "The server belongs in pod1: `EchoServer(pods[\"pod1\"], PORT)`; return it (tests count its connections).",
 ]
 host, bridge, pods = recipe.reuse("host", "bridge", "pods")

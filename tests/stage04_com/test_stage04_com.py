@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-from cnilab.probes import socat_roundtrip, socat_server, tcp_roundtrip
-from cnilab.recipe import stage_module
+from cnilab.observe.probes import socat_roundtrip, socat_server, tcp_roundtrip
+from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 

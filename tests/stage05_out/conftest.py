@@ -11,9 +11,9 @@ host's uplink 192.0.2.1 faces the ISP router 192.0.2.254, and the server
 203.0.113.10 lives behind it. Nothing leaves the lab.
 """
 
-from cnilab.probes import EchoServer, assert_ping
-from cnilab.recipe import Recipe
-from cnilab.trace import Trace, captured
+from cnilab.observe.probes import EchoServer, assert_ping
+from cnilab.teach.recipe import Recipe
+from cnilab.observe.trace import Trace, captured
 
 recipe = Recipe(5, "egress: default route, forwarding and MASQUERADE to a simulated internet", base=3)
 

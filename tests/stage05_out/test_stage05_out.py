@@ -4,9 +4,10 @@ import os
 
 import pytest
 
-from cnilab.diagnose import why_unreachable
-from cnilab.probes import assert_no_ping, assert_ping, tcp_roundtrip
-from cnilab.recipe import stage_module
+from cnilab.observe.capture import capture
+from cnilab.observe.diagnose import why_unreachable
+from cnilab.observe.probes import assert_no_ping, assert_ping, tcp_roundtrip
+from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 
@@ -34,7 +35,7 @@ def test_internet_sees_only_the_uplink_address(lab, egress, internet):
     assert inbound, f"no packet reached the internet:\n{trace.view('inet eth0').summary()}"
     assert {p.src for p in inbound} == {UPLINK}, f"the internet saw sources {sorted({p.src for p in inbound})}"
     assert not [p for p in after if POD1 in (p.src, p.dst)], "a pod's private address leaked to the internet"
-    with internet.capture("eth0") as cap:  # TCP is rewritten the same way
+    with capture(internet, "eth0") as cap:  # TCP is rewritten the same way
         tcp_roundtrip(egress["pod1"], SERVER, PORT, b"who am I?")
     assert {p.src for p in ip_packets(cap) if p.dst == SERVER} == {UPLINK}
 
@@ -57,7 +58,7 @@ def test_conntrack_holds_the_translated_flow(egress, host, internet):
 
 def test_without_forwarding_nothing_is_forwarded(egress, host, internet):
     host.set_sysctl("net.ipv4.ip_forward", 0)
-    with internet.capture("eth0") as cap:
+    with capture(internet, "eth0") as cap:
         assert_no_ping(egress["pod1"], SERVER)
     assert not [p for p in ip_packets(cap) if p.dst == SERVER], "a packet crossed a host that does not forward"
     assert "ip_forward" in why_unreachable(egress["pod1"], SERVER)
@@ -67,7 +68,7 @@ def test_without_masquerade_the_internet_sees_the_private_source_and_replies_nev
     host.iptables("-D", *masquerade, table="nat")
     from scapy.layers.inet import ICMP
 
-    with internet.capture("eth0") as cap:
+    with capture(internet, "eth0") as cap:
         assert_no_ping(egress["pod1"], SERVER)
     seen = ip_packets(cap)
     assert any(p.src == POD1 and p.dst == SERVER for p in seen), f"the request should arrive untranslated:\n{cap.summary()}"

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from cnilab.netns import Link, Namespace
-from cnilab.probes import assert_ping
-from cnilab.recipe import Recipe
-from cnilab.trace import Trace, captured
+from cnilab.core.netns import Link, Namespace
+from cnilab.runtime import nodes
+from cnilab.observe.probes import assert_ping
+from cnilab.teach.recipe import Recipe
+from cnilab.observe.trace import Trace, captured
 
 recipe = Recipe(6, "several nodes joined by a VXLAN overlay (UDP 4789)", base=3)
 
@@ -92,7 +93,7 @@ def add_node(lab, underlay, n, mode, cluster, kind="netns"):
     """Node `n` (a namespace, or a Docker container's namespace): a cable to the underlay (198.18.0.n),
     forwarding on, a bridge `cni0` with pods, and a VXLAN device joined to every node already in
     `cluster` (and they to it)."""
-    node_ns = lab.node(f"node{n}", kind)
+    node_ns = nodes.node(lab, f"node{n}", kind)
     eth, port = node_ns.veth("eth0", underlay.ns, f"ul-n{n}")
     port.set_master(underlay).up()
     ip = f"198.18.0.{n}"

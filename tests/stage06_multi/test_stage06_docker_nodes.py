@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from cnilab import cleanup
-from cnilab.nodes import IMAGE, LABEL, require_docker
-from cnilab.probes import assert_ping, tcp_roundtrip, EchoServer
+from cnilab.runtime import cleanup
+from cnilab.runtime.nodes import IMAGE, LABEL, require_docker
+from cnilab.observe.probes import assert_ping, tcp_roundtrip, EchoServer
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def node_kind():
 
 def containers_of(lab):
     import docker
-    from cnilab.nodes import docker_host
+    from cnilab.runtime.nodes import docker_host
 
     client = docker.DockerClient(base_url=docker_host())
     return {c.name: c for c in client.containers.list(filters={"label": f"{LABEL}={lab.prefix}"})}
@@ -50,7 +50,7 @@ def test_teardown_removes_the_containers(node_kind):
     from pathlib import Path
 
     from cnilab import Lab
-    from cnilab.recipe import load_stage
+    from cnilab.teach.recipe import load_stage
 
     stage6 = load_stage(6, Path(__file__).resolve().parents[1])
     with Lab() as lab:

@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from cnilab.diagnose import why_unreachable
-from cnilab.probes import EchoServer, assert_no_ping, assert_ping, tcp_roundtrip
-from cnilab.recipe import stage_module
+from cnilab.observe.diagnose import why_unreachable
+from cnilab.observe.probes import EchoServer, assert_no_ping, assert_ping, ping, tcp_roundtrip
+from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 NODES, POD_MTU, VNI, VXLAN_PORT, ZERO_MAC = stage.NODES, stage.POD_MTU, stage.VNI, stage.VXLAN_PORT, stage.ZERO_MAC
@@ -150,5 +150,5 @@ def test_routed_node_learns_the_pod_mtu_instead_of_losing_big_packets(cluster, m
     _, pod_ip = node.pods["n1p1"]
     assert node.bridge.state().mtu == POD_MTU, "the bridge takes the smallest MTU of its ports"
     assert_ping(node.ns, pod_ip, count=1, size=POD_MTU - 28, dont_fragment=True)
-    too_big = node.ns.ping(pod_ip, count=1, size=1500 - 28, dont_fragment=True, wait=0.5)
+    too_big = ping(node.ns, pod_ip, count=1, size=1500 - 28, dont_fragment=True, wait=0.5)
     assert too_big.received == 0 and "too long" in too_big.error, too_big

@@ -2,7 +2,7 @@
 
 Everything of stages 02-05 becomes one program a container runtime runs per pod:
 ``plugin/cnilab_cni`` (ADD, DEL, CHECK, VERSION, STATUS, GC). The tests here are a
-conformance suite: they drive a plugin through ``cnilab.cni.Runtime`` (a libcni
+conformance suite: they drive a plugin through ``cnilab.runtime.cni.Runtime`` (a libcni
 in Python) and check the CNI specification, section by section. They run against
 cnilab's plugin AND the reference ``bridge`` + ``host-local`` plugins, which
 proves the suite demands nothing the reference does not do -- except where the
@@ -24,12 +24,12 @@ from typing import Iterator
 
 import pytest
 
-from cnilab import cri
-from cnilab.cleanup import release_dir
-from cnilab.cni import Attachment, PluginDaemon, Runtime, install_plugin, is_thick
-from cnilab.errors import LabError
-from cnilab.recipe import Recipe
-from cnilab.trace import Trace
+from cnilab.runtime import cri
+from cnilab.runtime.cleanup import release_dir
+from cnilab.runtime.cni import Attachment, PluginDaemon, Runtime, install_plugin, is_thick
+from cnilab.core.errors import LabError
+from cnilab.teach.recipe import Recipe
+from cnilab.observe.trace import Trace
 
 recipe = Recipe(7, "a CNI plugin (ADD/DEL/CHECK/VERSION/STATUS/GC) as a runtime calls it")
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from cnilab.recipe import stage_module
+from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 SUBNET_PREFIX = stage.CRI_SUBNET_PREFIX
@@ -64,7 +64,7 @@ def test_stop_and_remove_give_the_ip_back_and_leave_nothing(kubelet, node):
 @pytest.mark.parametrize("runtime", ["containerd", "cnilab-runtime"])
 def test_a_pod_comes_up_and_the_plugin_logs_the_call(lab, node, runtime, monkeypatch):
     """The demo's scene, both ways: the pod's address is the one the plugin logged."""
-    from cnilab import cri
+    from cnilab.runtime import cri
 
     if runtime == "containerd" and cri.unavailable():
         pytest.skip(f"containerd tier: {cri.unavailable()}")

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from cnilab.cni import Attachment, PluginDaemon, Runtime, install_plugin, is_thick
-from cnilab.recipe import stage_module
+from cnilab.runtime.cni import Attachment, PluginDaemon, Runtime, install_plugin, is_thick
+from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 
@@ -47,7 +47,7 @@ def test_with_the_daemon_up_it_serves_and_without_it_the_shim_runs_the_plugin(la
 
 
 def test_a_crash_in_a_daemon_child_reaches_the_runtime_as_a_killed_plugin(lab, node, thick_bin, tmp_path):
-    from cnilab.cni import CNIError
+    from cnilab.runtime.cni import CNIError
 
     runtime = Runtime([thick_bin], tmp_path / "cache", node=node.name)
     pod = lab.netns("a")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cnilab.cni import install_plugin
-from cnilab.nodes import docker_unavailable
+from cnilab.runtime.cni import install_plugin
+from cnilab.runtime.nodes import docker_unavailable
 
 CLUSTER = "cnilab-kind"
 KIND_CONFIG = """kind: Cluster

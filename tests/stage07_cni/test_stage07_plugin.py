@@ -6,9 +6,9 @@ conformance cases in test_stage07_conformance.py.)
 
 import pytest
 
-from cnilab.cni import CNIError
-from cnilab.probes import assert_ping
-from cnilab.recipe import stage_module
+from cnilab.runtime.cni import CNIError
+from cnilab.observe.probes import assert_ping
+from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 GATEWAY = stage.GATEWAY

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cnilab.netns import cpu_mask
+from cnilab.core.netns import cpu_mask
 
 
 @pytest.mark.parametrize("cpus, mask", [

@@ -2,8 +2,8 @@
 
 import pytest
 
-from cnilab.errors import LabError
-from cnilab.names import IFNAMSIZ, check_ifname, check_nsname, is_lab_name, new_prefix
+from cnilab.core.errors import LabError
+from cnilab.core.names import IFNAMSIZ, check_ifname, check_nsname, is_lab_name, new_prefix
 
 pytestmark = pytest.mark.unit
 

@@ -4,9 +4,9 @@ import errno
 
 import pytest
 
-from cnilab.errors import LabError
-from cnilab.lab import Lab
-from cnilab.step import Step, ip_cmd, ns_cmd, shell
+from cnilab.core.errors import LabError
+from cnilab.core.lab import Lab
+from cnilab.core.step import Step, ip_cmd, ns_cmd, shell
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cnilab import cleanup
-from cnilab.workbook import blocks, export, reset, solution_files, source_root
+from cnilab.runtime import cleanup
+from cnilab.teach.workbook import blocks, export, reset, solution_files, source_root
 
 BIN = Path(sys.executable).parent
 STAGES = [f"stage{n:02d}" for n in range(1, 8)]

@@ -17,13 +17,13 @@ import subprocess
 import tarfile
 from typing import TYPE_CHECKING
 
-from .errors import LabError
-from .names import check_nsname
-from .step import Step, shell
+from ..core.errors import LabError
+from ..core.names import check_nsname
+from ..core.step import Step, shell
 
 if TYPE_CHECKING:
-    from .lab import Lab
-    from .netns import Namespace
+    from ..core.lab import Lab
+    from ..core.netns import Namespace
 
 IMAGE = "cnilab-node:1"
 LABEL = "cnilab.prefix"
@@ -98,6 +98,13 @@ def ensure_image() -> str:
     return IMAGE
 
 
+def node(lab: "Lab", short: str, kind: str = "netns") -> "Namespace":
+    """A machine of the lab: a namespace (default) or a Docker container's namespace (``kind="docker"``)."""
+    if kind not in KINDS:
+        raise LabError(f"Unknown node kind {kind!r}: use one of {', '.join(KINDS)}.")
+    return docker_node(lab, short) if kind == "docker" else lab.netns(short)
+
+
 def docker_node(lab: "Lab", short: str) -> "Namespace":
     """Start a node container and attach its network namespace as ``<prefix><short>``."""
     from testcontainers.core.container import DockerContainer
@@ -152,13 +159,3 @@ def list_containers(prefixes: set[str] | None) -> list[str]:
     except Exception:  # noqa: BLE001
         return []
     return sorted(c.name for c in found if prefixes is None or c.labels.get(LABEL) in prefixes)
-
-
-def attach_cmd(name: str, pid: int) -> list[str]:
-    return ["ip", "netns", "attach", name, str(pid)]
-
-
-def run_attach(name: str, pid: int) -> None:
-    done = subprocess.run(attach_cmd(name, pid), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise LabError(f"`{shell(*attach_cmd(name, pid))}` failed: {done.stderr.strip()}")

@@ -21,9 +21,9 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from .errors import LabError, Todo
-from .netns import Namespace
-from .probes import wait_for
+from ..core.errors import LabError, Todo
+from ..core.netns import Namespace
+from ..core.wait import wait_for
 
 IMAGE = "docker.io/cnilab/busybox:1"
 APPLETS = ("sh", "sleep", "ping", "ip", "cat", "nc", "true")

@@ -12,17 +12,17 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from .step import ns_cmd
+from ..core.step import ns_cmd
 
 if TYPE_CHECKING:
     from scapy.packet import Packet
-    from .netns import Namespace
+    from ..core.netns import Namespace
 
 RCVBUF = 8 << 20
 
 
 class Capture:
-    """``with ns.capture("br0") as cap: ...`` then ``cap.packets`` (scapy packets, in order)."""
+    """``with capture(ns, "br0") as cap: ...`` then ``cap.packets`` (scapy packets, in order)."""
 
     def __init__(self, ns: "Namespace", ifname: str | None, *, lfilter: Callable[["Packet"], bool] | None = None,
                  promisc: bool = True):
@@ -78,3 +78,8 @@ class Capture:
 
     def summary(self, packets: Iterable["Packet"] | None = None) -> str:
         return "\n".join(p.summary() for p in (self._packets if packets is None else packets)) or "(no packets)"
+
+
+def capture(ns: "Namespace", ifname: str, **kwargs) -> Capture:
+    """A capture on ``ifname`` of ``ns`` (its short or full name; "any": every interface of the namespace)."""
+    return Capture(ns, ns.link(ifname).name if ifname != "any" else None, **kwargs)

@@ -22,7 +22,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from . import nsexec
 from .errors import LabError
 from .names import check_ifname
-from .probes import wait_for
+from .wait import wait_for
 from .step import Step, ip_cmd, ns_cmd, shell
 
 if TYPE_CHECKING:
@@ -190,8 +190,6 @@ class Namespace:
 
     def attach(self, pid: int) -> None:
         """Name the network namespace of process ``pid`` (a container) as this namespace (``ip netns attach``)."""
-        from .nodes import attach_cmd, run_attach
-
         self.lab.apply(Step(shell(*attach_cmd(self.name, pid)), do=lambda: run_attach(self.name, pid),
                             undo=self._remove, undo_command=shell("ip", "netns", "del", self.name)))
 
@@ -519,14 +517,15 @@ class Namespace:
         """Run a Python callable with this namespace as its network namespace."""
         return nsexec.call_in(self.name, fn, *args, **kwargs)
 
-    # -- probes (see probes.py / capture.py) ------------------------------------
-    def ping(self, dst: str, **kwargs: Any):
-        from .probes import ping
-        return ping(self, dst, **kwargs)
-
-    def capture(self, ifname: str, **kwargs: Any):
-        from .capture import Capture
-        return Capture(self, self.link(ifname).name if ifname != "any" else None, **kwargs)
-
     def __repr__(self) -> str:
         return f"Namespace({self.name})"
+
+
+def attach_cmd(name: str, pid: int) -> list[str]:
+    return ["ip", "netns", "attach", name, str(pid)]
+
+
+def run_attach(name: str, pid: int) -> None:
+    done = subprocess.run(attach_cmd(name, pid), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise LabError(f"`{shell(*attach_cmd(name, pid))}` failed: {done.stderr.strip()}")

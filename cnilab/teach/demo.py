@@ -22,10 +22,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.rule import Rule
 
-from .lab import Lab
+from ..core.lab import Lab
 from .recipe import _load, stage_dir
-from .step import Step
-from .topology import Topology
+from ..core.step import Step
+from ..observe.topology import Topology
 
 
 def why_of(fn: Callable[..., Any]) -> str:
@@ -110,7 +110,7 @@ def run_demo(stage: int, tests_dir: Path, *, auto: bool, keep: bool = False, ver
              pictures: Path | None = None, given: dict[str, Any] | None = None, cps: float = 60.0,
              console: Console | None = None) -> int:
     from .runner import run_stages
-    from .trace import render
+    from ..observe.trace import render
 
     console = console or Console()
     module = _load(stage_dir(stage, tests_dir) / "conftest.py")

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import pytest
 
-from .errors import LabError, Todo
+from ..core.errors import LabError, Todo
 
 
 #: The hook of the build in progress (a demo's narration); helpers announce themselves to it.

@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LabError
+from ..core.errors import LabError
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::\s*(?P<text>.*?))?\s*$")
 END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
@@ -82,12 +82,12 @@ def without_solutions(path: Path) -> str:
     if path.name == "plugin.py":
         text = text.replace("from .errors import (", "from .errors import (TODO, ", 1)
     elif "todo(" in text and "import todo" not in text:
-        text = text.replace("from cnilab.recipe import Recipe", "from cnilab.recipe import Recipe, todo", 1)
+        text = text.replace("from cnilab.teach.recipe import Recipe", "from cnilab.teach.recipe import Recipe, todo", 1)
     return text
 
 
 def source_root() -> Path:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "tests").is_dir() or not (root / "plugin").is_dir():
         raise LabError(f"The reference suite is not at {root}: cnilab must be installed from its checkout (pip install -e).")
     return root

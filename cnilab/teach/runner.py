@@ -70,7 +70,7 @@ class Tally:
 
 
 def default_tests_dir() -> Path:
-    here = Path(__file__).resolve().parent.parent / "tests"
+    here = Path(__file__).resolve().parents[2] / "tests"
     return here if here.is_dir() else Path.cwd() / "tests"
 
 
@@ -89,7 +89,7 @@ def run_stages(tests_dir: Path, stages: list[int] | None = None, extra: list[str
     if stages:
         dirs = [d for d in dirs if int(d.name[5:7]) in stages]
     if not dirs:
-        from .errors import LabError
+        from ..core.errors import LabError
         raise LabError(f"No stage folders (stageNN_name) matched under {tests_dir}: check --tests and --stages.")
     args = [*map(str, dirs), "-q", "--no-header", "-p", "no:cacheprovider", "-rfE"]
     args += extra or []

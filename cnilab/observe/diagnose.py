@@ -15,12 +15,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
-from .step import ip_cmd, ns_cmd
+from ..core.step import ip_cmd, ns_cmd
 
 NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
 
 if TYPE_CHECKING:
-    from .netns import LinkState, Namespace
+    from ..core.netns import LinkState, Namespace
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Snapshot:
             for st in ns.link_states():
                 snap.links[(ns.name, st.index)] = st
                 if st.kind == "vxlan":
-                    from .netns import Link
+                    from ..core.netns import Link
 
                     link = Link(ns, st.name)
                     snap.vteps[(ns.name, st.index)] = {**ns.vxlan_info(link), "fdb": ns.fdb(link)}

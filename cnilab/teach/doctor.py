@@ -58,7 +58,7 @@ def check_tools() -> list[Finding]:
 
 def check_kernel() -> list[Finding]:
     """Try each kernel feature for real, in a throwaway lab (nothing touches the root namespace)."""
-    from .lab import Lab
+    from ..core.lab import Lab
 
     results: list[Finding] = []
 

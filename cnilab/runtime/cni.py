@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import nsexec
-from .errors import LabError, Todo
+from ..core import nsexec
+from ..core.errors import LabError, Todo
 
 TODO_CODE = 103  # the plugin's code for a workbook stub (plugin/cnilab_cni/errors.py)
 
@@ -162,7 +162,7 @@ def _installer(source: str | Path | None) -> tuple[Any, Path]:
     """The plugin's own installer module (``plugin/cnilab_cni/install.py``) and the plugin package dir."""
     import importlib.util
 
-    source = Path(source or Path(__file__).resolve().parent.parent / "plugin")
+    source = Path(source or Path(__file__).resolve().parents[2] / "plugin")
     installer = source / "cnilab_cni" / "install.py"
     if not installer.is_file():
         raise LabError(f"The plugin sources are not at {source}: run from a checkout of cnilab (or a workbook).")
@@ -216,7 +216,7 @@ class PluginDaemon:
             return s.connect_ex(str(self.sock)) == 0
 
     def start(self) -> "PluginDaemon":
-        from .probes import wait_for
+        from ..core.wait import wait_for
 
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for(self._answers, timeout=10, what=f"the plugin daemon on {self.sock}")

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .diagnose import Snapshot
-from .errors import LabError
-from .names import PREFIX_RE
+from ..core.errors import LabError
+from ..core.names import PREFIX_RE
 
 if TYPE_CHECKING:
-    from .lab import Lab
+    from ..core.lab import Lab
 
 Key = tuple[str, str]  # (namespace, interface), both without the run prefix
 

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Callable
 
 from pyroute2 import DiagSocket
 
-from .errors import LabError
-from .step import ns_cmd
+from ..core.errors import LabError
+from ..core.step import ns_cmd
+from ..core.wait import wait_for
 
 if TYPE_CHECKING:
-    from .netns import Namespace
+    from ..core.netns import Namespace
 
 _PING_SUMMARY = re.compile(rb"(\d+) packets transmitted, (\d+) (?:packets )?received")
 TCP_LISTEN = 10
@@ -100,15 +101,6 @@ def assert_no_ping(src: "Namespace", dst: str, **kwargs) -> PingResult:
 
 
 # -- TCP ----------------------------------------------------------------------
-
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str, poll: float = 0.002) -> None:
-    """Wait until ``condition()`` is true (checked every ``poll`` s) or raise after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"Timed out after {timeout}s waiting for {what}.")
-        time.sleep(poll)
-
 
 def listening_ports(ns: "Namespace") -> set[int]:
     """TCP ports with a socket in LISTEN state in ``ns``, read with sock_diag (like ``ss -ltn``)."""

@@ -19,8 +19,8 @@ from pathlib import Path
 from pyroute2 import IPRoute, netns as pyr_netns
 
 from . import nodes
-from .names import PREFIX_RE
-from .nsexec import NETNS_RUN_DIR
+from ..core.names import PREFIX_RE
+from ..core.nsexec import NETNS_RUN_DIR
 
 RUN_DIR = "/run/cnilab"  # private daemons' state (containerd of stage 07)
 

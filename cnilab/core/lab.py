@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 
 from .errors import LabError
 from .names import check_nsname, new_prefix
+from .netns import Namespace
 from .step import Step, is_gone
 
 Narrator = Callable[[Step], None]
@@ -88,8 +89,6 @@ class Lab:
         What is done through this handle (a capture, a server for a trace) is undone at
         teardown; the adopted namespaces themselves stay until ``cnilab cleanup``.
         """
-        from .netns import Namespace
-
         lab = cls(prefix=prefix)
         for name in sorted(_taken_names()):
             if name.startswith(prefix):
@@ -151,8 +150,6 @@ class Lab:
     # -- objects --------------------------------------------------------------
     def netns(self, short: str) -> "Namespace":
         """Create network namespace ``<prefix><short>`` (``ip netns add``)."""
-        from .netns import Namespace
-
         name = check_nsname(self.name(short))
         if name in self.namespaces:
             raise LabError(f"Namespace {name} already exists in this lab: give the second one another name.")
@@ -163,21 +160,11 @@ class Lab:
 
     def attach(self, short: str, pid: int) -> "Namespace":
         """Name the network namespace of process ``pid`` (a container, a pod sandbox) as ``<prefix><short>``."""
-        from .netns import Namespace
-
         name = check_nsname(self.name(short))
         ns = Namespace(self, name)
         ns.attach(pid)
         self.namespaces[name] = ns
         return ns
-
-    def node(self, short: str, kind: str = "netns") -> "Namespace":
-        """A machine of the lab: a namespace (default) or a Docker container's namespace (``kind="docker"``)."""
-        from .nodes import KINDS, docker_node
-
-        if kind not in KINDS:
-            raise LabError(f"Unknown node kind {kind!r}: use one of {', '.join(KINDS)}.")
-        return docker_node(self, short) if kind == "docker" else self.netns(short)
 
     def get(self, short: str) -> "Namespace":
         """This lab's namespace ``short`` (e.g. "pod1"), which an earlier step created."""
@@ -283,4 +270,3 @@ def _teardown_forgotten() -> None:
             pass
 
 
-from .netns import Namespace  # noqa: E402  (type used in annotations; import cycle broken here)

@@ -13,10 +13,12 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from .capture import capture
+
 if TYPE_CHECKING:
     from scapy.packet import Packet
 
-    from .netns import Namespace
+    from ..core.netns import Namespace
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Trace:
 def captured(action: Callable[[], Any], *points: tuple["Namespace", str]) -> tuple[Any, list[View]]:
     """Run ``action`` with a capture open on each (namespace, interface); return its value and the views."""
     with contextlib.ExitStack() as stack:
-        caps = [stack.enter_context(ns.capture(ifname)) for ns, ifname in points]
+        caps = [stack.enter_context(capture(ns, ifname)) for ns, ifname in points]
         value = action()
     return value, [View(f"{ns.short} {ifname}", cap.packets) for (ns, ifname), cap in zip(points, caps)]
 
