@@ -23,7 +23,7 @@ from rich.panel import Panel
 from rich.rule import Rule
 
 from ..core.lab import Lab
-from .recipe import _load, stage_dir
+from .recipe import load_conftest, stage_dir
 from ..core.step import Step
 from ..observe.topology import Topology
 
@@ -113,7 +113,7 @@ def run_demo(stage: int, tests_dir: Path, *, auto: bool, keep: bool = False, ver
     from ..observe.trace import render
 
     console = console or Console()
-    module = _load(stage_dir(stage, tests_dir) / "conftest.py")
+    module = load_conftest(stage_dir(stage, tests_dir) / "conftest.py")
     recipe = module.recipe
     show = Presenter(console, auto=auto, cps=cps)
     intro = "\n\n".join(re.sub(r"\s*\n\s*", " ", p) for p in (inspect.getdoc(module) or recipe.title).split("\n\n"))

@@ -31,9 +31,12 @@ _on_step: contextvars.ContextVar[Callable[[str, Callable[..., Any] | None], Any]
 
 
 class Recipe:
-    def __init__(self, stage: int, title: str, *, base: int | None = None, _path: Path | None = None):
+    def __init__(self, stage: int, title: str, *, base: int | None = None, here: str | Path | None = None):
+        """``here``: the stage's conftest.py (its ``__file__``); a later stage finds its base beside it."""
         self.stage, self.title = stage, title
-        self.path = _path or Path(sys._getframe(1).f_globals["__file__"]).resolve()
+        if here is None:  # workbooks exported before ``here`` existed: their caller's file
+            here = sys._getframe(1).f_globals["__file__"]
+        self.path = Path(here).resolve()
         self.steps: dict[str, Callable[..., Any]] = {}
         self.traces: dict[str, Callable[..., Any]] = {}
         self.base = load_stage(base, self.path.parent.parent) if base else None
@@ -133,19 +136,23 @@ def stage_dir(stage: int, tests_dir: Path) -> Path:
 
 def load_stage(stage: int, tests_dir: Path) -> Recipe:
     """The ``recipe`` of stage ``stage``, imported from its conftest.py under ``tests_dir``."""
-    return _load(stage_dir(stage, tests_dir) / "conftest.py").recipe
+    return load_conftest(stage_dir(stage, tests_dir) / "conftest.py").recipe
 
 
 def stage_module(test_file: str) -> Any:
     """The conftest module beside ``test_file``: a test's way to its stage's constants and helpers
     (pytest's importlib mode gives conftest modules no importable name)."""
-    return _load(Path(test_file).resolve().parent / "conftest.py")
+    return load_conftest(Path(test_file).resolve().parent / "conftest.py")
 
 
-def _load(path: Path) -> Any:
-    modname = f"cnilab_recipes.{path.parent.name}.{abs(hash(str(path)))}"
-    module = sys.modules.get(modname)
+def load_conftest(path: Path) -> Any:
+    """A stage's conftest module, executed once per process: the one pytest imported if it did, else
+    imported here (and then found here again). Two copies would mean two ``recipe``s and two sets of
+    classes (a stage 06 ``Node`` that is not the other's)."""
+    path = Path(path).resolve()
+    module = _imported(path)
     if module is None:
+        modname = f"cnilab_recipes.{path.parent.name}.{abs(hash(str(path)))}"
         spec = importlib.util.spec_from_file_location(modname, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[modname] = module
@@ -157,6 +164,14 @@ def _load(path: Path) -> Any:
     if not isinstance(getattr(module, "recipe", None), Recipe):
         raise LabError(f"{path} defines no `recipe = Recipe(...)`: every stage conftest declares its recipe.")
     return module
+
+
+def _imported(path: Path) -> Any:
+    """The module already imported from ``path`` (by pytest's importlib mode, or by this module), if any."""
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None) and Path(module.__file__).resolve() == path:
+            return module
+    return None
 
 
 def todo(stage: int, fixture: str, instruction: str) -> Any:

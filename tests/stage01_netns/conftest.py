@@ -9,7 +9,7 @@ from cnilab.observe.probes import ping
 from cnilab.teach.recipe import Recipe
 from cnilab.observe.trace import Trace
 
-recipe = Recipe(1, "network namespaces isolate links, routes and firewall rules")
+recipe = Recipe(1, "network namespaces isolate links, routes and firewall rules", here=__file__)
 
 HINTS = [
     "A network namespace is one call on the lab: `lab.netns(\"host\")`. It runs `ip netns add <prefix>host`.",

@@ -10,7 +10,7 @@ from cnilab.observe.probes import assert_ping
 from cnilab.teach.recipe import Recipe
 from cnilab.observe.trace import Trace
 
-recipe = Recipe(2, "a veth pair connects the host to a pod", base=1)
+recipe = Recipe(2, "a veth pair connects the host to a pod", base=1, here=__file__)
 
 HINTS = [
     "`host.veth(\"veth0\", pod, \"veth1\")` creates the pair with veth1 born in pod and returns (host_end, pod_end).",

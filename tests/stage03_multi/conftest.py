@@ -9,7 +9,7 @@ from cnilab.observe.probes import assert_ping
 from cnilab.teach.recipe import Recipe
 from cnilab.observe.trace import Trace, captured
 
-recipe = Recipe(3, "a bridge joins several pods (a virtual switch with a gateway)", base=1)
+recipe = Recipe(3, "a bridge joins several pods (a virtual switch with a gateway)", base=1, here=__file__)
 
 HINTS = [
     "make_bridge: `host.bridge(name)` creates a Linux bridge; the gateway address goes on the bridge itself; bring it up.",

@@ -10,7 +10,7 @@ from cnilab.teach.recipe import Recipe
 from cnilab.core.step import ns_cmd
 from cnilab.observe.trace import Trace, captured
 
-recipe = Recipe(4, "TCP between pods over the bridge", base=3)
+recipe = Recipe(4, "TCP between pods over the bridge", base=3, here=__file__)
 
 HINTS = [
     "cnilab.observe.probes.EchoServer(namespace, port) listens before it returns: no waiting needed.",

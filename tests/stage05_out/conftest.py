@@ -15,7 +15,7 @@ from cnilab.observe.probes import EchoServer, assert_ping
 from cnilab.teach.recipe import Recipe
 from cnilab.observe.trace import Trace, captured
 
-recipe = Recipe(5, "egress: default route, forwarding and MASQUERADE to a simulated internet", base=3)
+recipe = Recipe(5, "egress: default route, forwarding and MASQUERADE to a simulated internet", base=3, here=__file__)
 
 HINTS = [
     "pod_routes: each pod needs `pod.add_route(\"default\", via=GATEWAY_IP)`: everything off-subnet goes to the bridge.",

@@ -24,7 +24,7 @@ from cnilab.observe.probes import assert_ping
 from cnilab.teach.recipe import Recipe
 from cnilab.observe.trace import Trace, captured
 
-recipe = Recipe(6, "several nodes joined by a VXLAN overlay (UDP 4789)", base=3)
+recipe = Recipe(6, "several nodes joined by a VXLAN overlay (UDP 4789)", base=3, here=__file__)
 
 HINTS = [
     "MTU: a VXLAN frame carries 50 bytes of wrapping, so both ends of each pod's veth get POD_MTU (`link.set_mtu`).",

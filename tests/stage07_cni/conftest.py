@@ -31,7 +31,7 @@ from cnilab.core.errors import LabError
 from cnilab.teach.recipe import Recipe
 from cnilab.observe.trace import Trace
 
-recipe = Recipe(7, "a CNI plugin (ADD/DEL/CHECK/VERSION/STATUS/GC) as a runtime calls it")
+recipe = Recipe(7, "a CNI plugin (ADD/DEL/CHECK/VERSION/STATUS/GC) as a runtime calls it", here=__file__)
 
 HINTS = [
     "The plugin's TODOs are in plugin/cnilab_cni/plugin.py; netlink.py gives you link(), add_bridge(), add_veth(), "

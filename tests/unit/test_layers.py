@@ -89,3 +89,14 @@ def test_the_circle_check_can_fail():
     for a, b in (("p.a", "p.b"), ("p.b", "p.c"), ("p.c", "p.a")):
         g.add_import(importer=a, imported=b)
     assert cycles(g) == [["p.a", "p.b", "p.c"]]
+
+
+@pytest.mark.parametrize("old", sorted(__import__("cnilab._moved", fromlist=["MOVED"]).MOVED))
+def test_the_old_flat_names_are_the_same_modules(old):
+    """Exported workbooks and users' code import ``cnilab.probes`` & co.: they get the layered module itself."""
+    import importlib
+
+    from cnilab._moved import MOVED
+
+    assert importlib.import_module(f"cnilab.{old}") is importlib.import_module(MOVED[old])
+    assert importlib.import_module(f"cnilab.{old}").__spec__.name == MOVED[old]
