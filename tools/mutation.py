@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import ast
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cnilab.teach.workbook import Block, blocks, export, solution_files, source_root
+
+from cnilab.core.processes import run_nested
 
 BIN = Path(sys.executable).parent
 
@@ -71,7 +72,7 @@ def run(mutant: Mutant, scratch: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     started = time.monotonic()
     try:
-        done = subprocess.run([str(BIN / "pytest"), "-x", "-q", "-rfE", "-p", "no:cacheprovider", *target(mutant.block)],
+        done = run_nested([str(BIN / "pytest"), "-x", "-q", "-rfE", "-p", "no:cacheprovider", *target(mutant.block)],
                               cwd=scratch, capture_output=True, text=True, timeout=600)
     finally:
         path.write_text(original)

@@ -6,10 +6,11 @@ what the recipe builds, read back from the kernel. Run as root after changing a 
     sudo .venv/bin/python tools/readme_pictures.py
 """
 
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from cnilab.core.processes import run_nested
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "pictures"
@@ -21,7 +22,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for stage, extra, name in RUNS:
         with tempfile.TemporaryDirectory() as tmp:
-            done = subprocess.run([CNILAB, "demo", stage, "--auto", "--no-verify", "--pictures", tmp, *extra],
+            done = run_nested([CNILAB, "demo", stage, "--auto", "--no-verify", "--pictures", tmp, *extra],
                                   capture_output=True, text=True)
             if done.returncode != 0:
                 print(f"stage {stage}: the demo failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}", file=sys.stderr)

@@ -108,8 +108,9 @@ class Lab:
         if self.narrator:
             self.narrator(step)
         self.transcript.append(step.command)
-        result = step.do()
-        self.registry.append(step)
+        with _signals_held():  # a Ctrl-C between making a thing and registering its undo would leak it
+            result = step.do()
+            self.registry.append(step)
         return result
 
     def defer(self, command: str, undo: Callable[[], None], note: str = "") -> None:
@@ -247,7 +248,7 @@ def _signals_held() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
     if held:
-        raise KeyboardInterrupt(f"signal {held[0]} during teardown")
+        raise KeyboardInterrupt(f"signal {held[0]} held until the lab's bookkeeping was done")
 
 
 def _install_signal_handlers() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import signal
 import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from pyroute2 import IPRoute, netns as pyr_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import nsexec
+from . import nsexec, processes
 from .errors import LabError
 from .names import check_ifname
 from .wait import wait_for
@@ -484,22 +483,8 @@ class Namespace:
         proc = subprocess.Popen(["ip", "netns", "exec", self.name, *argv], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
-        def stop() -> None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            for stream in (proc.stdout, proc.stderr):
-                if stream:
-                    stream.close()
-
         self.lab.transcript.append(ns_cmd(self.name, argv) + " &")
-        self.lab.defer(f"kill {shell(*argv)}", stop)
+        self.lab.defer(f"kill {shell(*argv)}", lambda: processes.stop(proc, group=True))
         # return only once the child runs inside the namespace, so what follows (and cleanup) sees it there
         target = os.stat(nsexec.netns_path(self.name)).st_ino
 

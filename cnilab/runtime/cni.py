@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core import nsexec
+from ..core import nsexec, processes
 from ..core.errors import LabError, Todo
 
 TODO_CODE = 103  # the plugin's code for a workbook stub (plugin/cnilab_cni/errors.py)
@@ -223,15 +223,8 @@ class PluginDaemon:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc and self.proc.stderr:
-            self.proc.stderr.close()
+        if self.proc:
+            processes.stop(self.proc, grace=5)
 
     def __enter__(self) -> "PluginDaemon":
         return self.start()

@@ -16,11 +16,11 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 from pathlib import Path
 
+from ..core import processes
 from ..core.errors import LabError, Todo
 from ..core.netns import Namespace
 from ..core.wait import wait_for
@@ -137,13 +137,8 @@ class Containerd:
 
     def stop(self) -> None:
         """Stop containerd, its shims and their containers; unmount and remove its directories."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc:
+            processes.stop(self.proc, group=True, grace=10)
         from .cleanup import release_dir
 
         release_dir(self.workdir)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cnilab.core.processes import run_nested
 from cnilab.conformance.run import discover_versions, run_case
 from cnilab.conformance.spec import REQUIREMENTS, Verdict
 from cnilab.conformance.target import Target, shipped_config
@@ -123,7 +124,7 @@ def test_plugins_get_only_pass_not_applicable_or_listed_deviations(tmp_path, plu
     junit, md = tmp_path / "r.xml", tmp_path / "r.md"
     argv = [str(Path(sys.executable).parent / "cnilab"), "conformance", *([path] if path else []), "--junit", str(junit),
             "--markdown", str(md), "--strict", *(["--config", config] if config else [])]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    done = run_nested(argv, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
     assert "0 checker error" in done.stdout, done.stdout[-3000:]
     if done.returncode == 4:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from cnilab.core.processes import run_nested
+
 ROOT = Path(__file__).resolve().parents[2]
 CNILAB = str(Path(sys.executable).parent / "cnilab")
 PREFIX = re.compile(r"ip netns add (cl[0-9a-z]{4}-)")
@@ -31,8 +33,8 @@ SHOWS = {
 
 
 def demo(*args, cwd, timeout=600):
-    return subprocess.run([CNILAB, "demo", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200", "TERM": "dumb"})
+    return run_nested([CNILAB, "demo", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                      env={**os.environ, "COLUMNS": "200", "TERM": "dumb"})
 
 
 def lab_namespaces(prefix):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cnilab.runtime import cleanup
+from cnilab.core.processes import run_nested
 from cnilab.teach.workbook import blocks, export, reset, solution_files, source_root
 
 BIN = Path(sys.executable).parent
@@ -19,7 +20,7 @@ STAGES = [f"stage{n:02d}" for n in range(1, 8)]
 
 
 def run_pytest(where: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "pytest"), "-q", *args], cwd=where, capture_output=True, text=True, timeout=900)
+    return run_nested([str(BIN / "pytest"), "-q", *args], cwd=where, capture_output=True, text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
