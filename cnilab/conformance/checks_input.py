@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from .checks_verbs import warmed
-from .session import Call, Session
+from .session import Call, Session, result_ip
 from .spec import Level, Violation, applies, expect, requirement
 
 MUST, SHOULD = Level.MUST, Level.SHOULD
@@ -154,6 +154,6 @@ def input_string_boolean(s: Session) -> None:
     if call.returncode != 0:
         _expect_code(call, INVALID_CONFIG, '"ipMasq": "false" refused')
         return
-    ip = call.answer["ips"][0]["address"].split("/")[0]
+    ip = result_ip(call.answer)
     masq = [r for r in s.node.iptables_rules("nat") if ip in r and r not in baseline.rules]
     expect(not masq, f'"ipMasq": "false" installed NAT rules for the pod: {masq}')

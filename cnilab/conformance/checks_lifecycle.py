@@ -12,14 +12,10 @@ from pathlib import Path
 from ..runtime.cni import CNIError
 from ..observe.probes import ping
 from .checks_verbs import host_links, pod_addresses, warmed
-from .session import Session
+from .session import Session, result_ip
 from .spec import Level, Violation, applies, expect, requirement
 
 MUST, SHOULD = Level.MUST, Level.SHOULD
-
-
-def _ip(result: dict) -> str:
-    return result["ips"][0]["address"].split("/")[0]
 
 
 # -- GC ------------------------------------------------------------------------------------------
@@ -32,17 +28,17 @@ def gc_removes_stale(s: Session) -> str:
     added = [s.add() for _ in range(3)]
     valid = [att for _, att, _ in added[:2]]
     s.runtime.gc(s.conflist(), valid)
-    stale_ip = _ip(added[2][2])
+    stale_ip = result_ip(added[2][2])
     expect(stale_ip not in s.allocated(), f"GC kept the stale attachment's address {stale_ip}")
     for pod, att, result in added[:2]:
-        expect(_ip(result) in s.allocated(), f"GC released the valid attachment's address {_ip(result)}")
+        expect(result_ip(result) in s.allocated(), f"GC released the valid attachment's address {result_ip(result)}")
         expect(result["ips"][0]["address"] in pod_addresses(pod, att.ifname), "GC removed a valid pod's address")
     stale_hosts = set(host_links(s, added[2][2]))
     expect(not stale_hosts & {st.name for st in s.node.link_states() if st.kind != "bridge"},
            f"GC kept the stale attachment's host interface(s) {stale_hosts}")
     expect(not [r for r in s.node.iptables_rules("nat") if f"{stale_ip}/32" in r], "GC kept the stale attachment's NAT rules")
     a, b = added[0], added[1]
-    expect(ping(a[0], _ip(b[2]), count=1, wait=2).received, "after GC the valid pods cannot reach each other")
+    expect(ping(a[0], result_ip(b[2]), count=1, wait=2).received, "after GC the valid pods cannot reach each other")
     return ""
 
 

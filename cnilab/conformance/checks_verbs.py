@@ -7,10 +7,11 @@ import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..runtime.cni import Attachment, CNIError
+from ..runtime.cni import CNIError
 from ..observe.probes import ping
-from .session import Session
-from .spec import Level, NotApplicable, Violation, applies, expect, requirement, version_key
+from ..core.netns import ip_of
+from .session import Session, result_ip
+from .spec import Level, Violation, applies, expect, requirement, version_key
 
 MUST, SHOULD = Level.MUST, Level.SHOULD
 RESULT_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -126,8 +127,7 @@ def add_routes(s: Session) -> None:
 def add_connectivity(s: Session) -> None:
     a, _, ra = s.add()
     b, _, rb = s.add()
-    ip_b = rb["ips"][0]["address"].split("/")[0]
-    ip_a = ra["ips"][0]["address"].split("/")[0]
+    ip_b, ip_a = result_ip(rb), result_ip(ra)
     expect(ping(a, ip_b, count=1, wait=2).received, f"pod a cannot ping pod b ({ip_b})")
     expect(ping(b, ip_a, count=1, wait=2).received, f"pod b cannot ping pod a ({ip_a})")
 
@@ -138,7 +138,7 @@ def add_gateway(s: Session) -> None:
     pod, att, result = s.add()
     gw = result["ips"][0].get("gateway")
     applies(gw, "the result names no gateway")
-    node_ips = {a.split("/")[0] for _, a in s.node.addresses()}
+    node_ips = {ip_of(a) for _, a in s.node.addresses()}
     applies(gw in node_ips, f"the gateway {gw} is not an address of the node (the plugin does not route through it, e.g. macvlan/ipvlan)")
     expect(ping(pod, gw, count=1, wait=2).received, f"the pod cannot ping its gateway {gw}")
 
@@ -209,7 +209,7 @@ def add_ipmasq(s: Session) -> None:
     applies(s.ip_masq, "the configuration does not set ipMasq")
     pod, att, result = s.add()
     gw = result["ips"][0].get("gateway")
-    applies(gw and gw in {a.split("/")[0] for _, a in s.node.addresses()},
+    applies(gw and gw in {ip_of(a) for _, a in s.node.addresses()},
             "the pods do not route through the node (no gateway of the node in the result)")
     expect(ping(pod, "192.0.2.254", count=1, wait=2).received,
            "the pod cannot reach 192.0.2.254 beyond the node, which has no route back to the pods: no masquerade")
@@ -306,13 +306,13 @@ def check_detects(s: Session, how: str) -> None:
         s.node.link(ports[0]).nomaster()
     elif how == "ip-reservation-lost":
         applies(s.target.uses("dataDir"), "the configuration keeps no IPAM data directory the checker can see")
-        records = [p for p in s.data_dir.rglob(result["ips"][0]["address"].split("/")[0])]
+        records = list(s.data_dir.rglob(result_ip(result)))
         applies(records, "the IPAM keeps no file per address in its data directory")
         for p in records:
             p.unlink()
     else:
         applies(s.ip_masq, "the configuration does not set ipMasq")
-        ip = result["ips"][0]["address"].split("/")[0]
+        ip = result_ip(result)
         rules = [r for r in s.node.iptables_rules("nat") if ip in r]
         applies(rules, f"no NAT rule of the node names the pod's address {ip}")
         for r in rules:

@@ -21,7 +21,7 @@ from typing import Any
 from ..runtime.cleanup import release_dir
 from ..runtime.cni import Attachment, CNIError, Runtime
 from ..core.lab import Lab
-from ..core.netns import Namespace
+from ..core.netns import Namespace, ip_of
 from .spec import Skipped, Violation
 from .target import GATEWAY, SUBNET, Target
 
@@ -238,6 +238,11 @@ def require_kernel_kind(session: Session) -> None:
     if _kernel_lacks[kind]:
         raise Skipped(f"this kernel cannot make {kind} links (no {kind} module), so the {session.target.type} plugin "
                       f"cannot work here: load it with `modprobe {kind}` or check on another kernel")
+
+
+def result_ip(result: dict) -> str:
+    """The first address an ADD result gives, without its prefix length."""
+    return ip_of(result["ips"][0]["address"])
 
 
 def open_session(target: Target, version: str) -> tuple[Lab, Session]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import os
 import signal
+import sys
 import threading
 import weakref
 from contextlib import contextmanager
@@ -267,7 +268,7 @@ def _teardown_forgotten() -> None:
     for lab in list(_open_labs):
         try:
             lab.teardown()
-        except LabError:
-            pass
+        except LabError as exc:  # the process is ending: say what stayed, it is the last chance to
+            print(f"cnilab: {exc}", file=sys.stderr)
 
 

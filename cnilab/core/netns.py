@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import socket
 import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -27,10 +28,14 @@ from .step import Step, ip_cmd, ns_cmd, shell
 if TYPE_CHECKING:
     from .lab import Lab
 
-AF_INET = 2
+AF_INET = socket.AF_INET
+RT_TABLE_MAIN = 254  # the table `ip route` shows (rtnetlink.h)
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 NUD_PERMANENT = 0x80
+#: the Debian package of each tool the lab runs inside namespaces
+TOOL_PACKAGES = {"ping": "iputils-ping", "iptables": "iptables", "socat": "socat", "tcpdump": "tcpdump",
+                 "iperf3": "iperf3", "conntrack": "conntrack", "sysctl": "procps"}
 
 
 def cpu_mask(cpus: Iterable[int]) -> str:
@@ -41,6 +46,11 @@ def cpu_mask(cpus: Iterable[int]) -> str:
 
 def _rps_path(link: "Link") -> str:
     return f"/sys/class/net/{link.name}/queues/rx-0/rps_cpus"
+
+
+def ip_of(cidr: str) -> str:
+    """The address of ``10.0.2.1/24`` (or of a bare ``10.0.2.1``): ``10.0.2.1``."""
+    return str(ipaddress.ip_interface(cidr).ip)
 
 
 def _cidr(value: str) -> ipaddress.IPv4Interface:
@@ -293,10 +303,10 @@ class Namespace:
         found = self.link(ifname).addresses()
         if not found:
             raise LabError(f"{ifname} in {self.name} has no IPv4 address: add one (`ip -n {self.name} addr add ... dev {ifname}`).")
-        return found[0].split("/")[0]
+        return ip_of(found[0])
 
     def owns(self, ip: str) -> bool:
-        return any(cidr.split("/")[0] == ip for _, cidr in self.addresses())
+        return any(ip_of(cidr) == ip for _, cidr in self.addresses())
 
     def add_route(self, dst: str, via: str | None = None, dev: Link | None = None, onlink: bool = False) -> None:
         """Add a route (``ip route add DST [via GW] [dev DEV] [onlink]``); ``dst`` may be ``default``."""
@@ -326,7 +336,7 @@ class Namespace:
         """The main-table IPv4 routes: dicts with dst ("default" or cidr), gateway, dev."""
         names = {m["index"]: m.get("IFLA_IFNAME") for m in self.ipr.get_links()}
         out = []
-        for r in self.ipr.get_routes(family=AF_INET, table=254):
+        for r in self.ipr.get_routes(family=AF_INET, table=RT_TABLE_MAIN):
             dst = r.get("RTA_DST")
             out.append({
                 "dst": f"{dst}/{r['dst_len']}" if dst else "default",
@@ -448,10 +458,7 @@ class Namespace:
         self.lab.apply(Step(ns_cmd(self.name, argv), do=lambda: self._iptables(argv)))
 
     def _iptables(self, argv: Sequence[str]) -> str:
-        try:
-            return self.run(argv).stdout.decode()
-        except FileNotFoundError:
-            raise LabError("`iptables` is missing: install it with `apt-get install -y iptables`.") from None
+        return self.run(argv).stdout.decode()
 
     def iptables_rules(self, table: str = "filter") -> list[str]:
         """The rules (``-A ...`` lines of ``iptables -S``) of ``table`` in this namespace."""
@@ -474,6 +481,9 @@ class Namespace:
             done = subprocess.run(["ip", "netns", "exec", self.name, *argv], input=input, capture_output=True, timeout=timeout)
         except FileNotFoundError:
             raise LabError("The `ip` command is missing: install it with `apt-get install -y iproute2`.") from None
+        if b'exec of "' in done.stderr and b"No such file or directory" in done.stderr:
+            tool = argv[0]  # `ip netns exec` could not start it
+            raise LabError(f"`{tool}` is missing: install it with `apt-get install -y {TOOL_PACKAGES.get(tool, tool)}`.")
         if check and done.returncode != 0:
             raise LabError(f"`{ns_cmd(self.name, argv)}` failed ({done.returncode}): {done.stderr.decode(errors='replace').strip()}")
         return done

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Iterator
 from ..core.step import ip_cmd, ns_cmd
 
 NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
+
+from ..core.netns import Link
 
 if TYPE_CHECKING:
     from ..core.netns import LinkState, Namespace
@@ -33,6 +36,7 @@ class Snapshot:
     cidrs: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # the same, with prefix lengths
     vteps: dict[tuple[str, int], dict] = field(default_factory=dict)  # VXLAN devices: vni, local, learning, fdb
     _nsids: dict[str, dict[int, str]] = field(default_factory=dict)
+    _nat: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, namespaces: list["Namespace"]) -> "Snapshot":
@@ -41,14 +45,21 @@ class Snapshot:
             for st in ns.link_states():
                 snap.links[(ns.name, st.index)] = st
                 if st.kind == "vxlan":
-                    from ..core.netns import Link
-
                     link = Link(ns, st.name)
                     snap.vteps[(ns.name, st.index)] = {**ns.vxlan_info(link), "fdb": ns.fdb(link)}
-            for a in ns.ipr.get_addr(family=2):
+            for a in ns.ipr.get_addr(family=socket.AF_INET):
                 snap.addrs.setdefault((ns.name, a["index"]), []).append(a.get("IFA_ADDRESS"))
                 snap.cidrs.setdefault((ns.name, a["index"]), []).append(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
         return snap
+
+    def source_nat(self, name: str) -> list[tuple[str, str]]:
+        """(outgoing interface, source) of each source-NAT rule of namespace ``name``; none where it does not
+        forward (only a router translates, and sparing the others the iptables call keeps a diagnosis quick).
+        A missing iptables is a ``LabError``, never read as "no rules"."""
+        if name not in self._nat:
+            ns = self.ns(name)
+            self._nat[name] = ns.source_nat() if ns.sysctl("net.ipv4.ip_forward").strip() == "1" else []
+        return self._nat[name]
 
     def ns(self, name: str) -> "Namespace":
         return next(n for n in self.namespaces if n.name == name)
@@ -227,18 +238,12 @@ def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | N
             reason = (f"{back.short} has no route back to {src_ip}: the reply cannot return "
                       f"(`{ip_cmd(back.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`)")
             router = snap.owner(route["gateway"]) if route["gateway"] else None
-            if router and router[0] != back.name and not _masquerades(snap.ns(router[0])):
+            if router and router[0] != back.name and not snap.source_nat(router[0]):
                 reason += (f"; for a private source, the gateway {router[0]} should MASQUERADE it instead "
                            f"(`{ns_cmd(router[0], ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', 'SUBNET', '-o', 'UPLINK', '-j', 'MASQUERADE'])}`)")
             return reason + "."
     return None
 
-
-def _masquerades(router: "Namespace") -> bool:
-    try:
-        return bool(router.source_nat())
-    except Exception:  # noqa: BLE001 -- no iptables: nothing can masquerade
-        return False
 
 
 def _missing_l2_edge(snap: Snapshot, egress: tuple[str, int], owner: tuple[str, int], hop: str, role: str) -> str:

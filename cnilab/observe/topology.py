@@ -79,7 +79,7 @@ class Topology:
             topo.routes[short(ns.name)] = [
                 " ".join([r["dst"], *(["via", r["gateway"]] if r["gateway"] else []), *(["dev", short(r["dev"])] if r["dev"] else [])])
                 for r in ns.routes()]
-        nat = {ns.name: _masquerades(ns) for ns in snap.namespaces}
+        nat = {ns.name: _nat_or_none(snap, ns.name) for ns in snap.namespaces}
         for (ns_name, index), st in snap.links.items():
             cidrs = tuple(c for c in snap.cidrs.get((ns_name, index), []) if not c.startswith("127."))
             alone = sum(1 for k in snap.links if k[0] == ns_name) == 1
@@ -148,16 +148,16 @@ class Topology:
 
     def render(self, out_dir: Path, stem: str, title: str = "") -> list[Path]:
         """Write ``stem.svg`` and ``stem.png`` into ``out_dir``; return their paths."""
+        import graphviz  # its import is paid by pictures only
+
         out_dir.mkdir(parents=True, exist_ok=True)
         g = self.dot(title)
         paths = []
         for fmt in ("svg", "png"):
             try:
                 g.render(outfile=str(out_dir / f"{stem}.{fmt}"), format=fmt, cleanup=True)
-            except Exception as exc:  # graphviz.ExecutableNotFound and the like
-                if "ExecutableNotFound" in type(exc).__name__:
-                    raise LabError("Drawing needs graphviz's `dot`: install it with `apt-get install -y graphviz`.") from None
-                raise
+            except graphviz.ExecutableNotFound:
+                raise LabError("Drawing needs graphviz's `dot`: install it with `apt-get install -y graphviz`.") from None
             paths.append(out_dir / f"{stem}.{fmt}")
         gv = out_dir / stem  # graphviz leaves the DOT source beside the outputs
         if gv.exists():
@@ -207,12 +207,10 @@ def _label(i: Iface) -> str:
     return "\n".join(lines)
 
 
-def _masquerades(ns) -> list[tuple[str, str]]:
-    """(outgoing interface, source) of each source-NAT rule of a namespace that forwards."""
+def _nat_or_none(snap: Snapshot, name: str) -> list[tuple[str, str]]:
+    """A picture is still worth drawing where the NAT rules cannot be read (no iptables): without NAT marks."""
     try:
-        if ns.sysctl("net.ipv4.ip_forward").strip() != "1":
-            return []  # only a router translates; sparing pods the iptables call keeps `show` quick
-        return ns.source_nat()
+        return snap.source_nat(name)
     except (LabError, OSError):
         return []
 

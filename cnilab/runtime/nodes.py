@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import tarfile
 from typing import TYPE_CHECKING
 

@@ -6,6 +6,7 @@ the pod namespace, give both an address in the same subnet, bring both up,
 and the two namespaces can talk.
 """
 
+from cnilab.core.netns import ip_of
 from cnilab.observe.probes import assert_ping
 from cnilab.teach.recipe import Recipe
 from cnilab.observe.trace import Trace
@@ -43,6 +44,6 @@ def veth(lab, host, pod):
 def ping_both_ways(lab):
     """The host pings the pod, then the pod pings the host: the cable carries traffic both ways."""
     host, pod = lab.get("host"), lab.get("pod")
-    there = assert_ping(host, POD_IP.split("/")[0], count=3)
-    back = assert_ping(pod, HOST_IP.split("/")[0], count=3)
+    there = assert_ping(host, ip_of(POD_IP), count=3)
+    back = assert_ping(pod, ip_of(HOST_IP), count=3)
     return Trace(f"{there.command} && {back.command}", there.output + back.output, result=(there, back))

@@ -5,6 +5,7 @@ bridge: a virtual L2 switch that floods unknown frames, learns which MAC sits
 behind which port, and -- with an address of its own -- is the pods' gateway.
 """
 
+from cnilab.core.netns import ip_of
 from cnilab.observe.probes import assert_ping
 from cnilab.teach.recipe import Recipe
 from cnilab.observe.trace import Trace, captured
@@ -72,7 +73,7 @@ def arp_flood(lab):
     floods it out of every port, so pod3 -- not part of the conversation -- hears it too."""
     pod1, pod3 = lab.get("pod1"), lab.get("pod3")
     pod1.flush_neighbours(pod1.link("eth0"))  # a kept lab remembers pod2's MAC: make pod1 ask again
-    ping, views = captured(lambda: assert_ping(pod1, POD_IPS["pod2"].split("/")[0], count=1), (pod3, "eth0"))
+    ping, views = captured(lambda: assert_ping(pod1, ip_of(POD_IPS["pod2"]), count=1), (pod3, "eth0"))
     from scapy.layers.l2 import ARP
 
     return Trace(ping.command, ping.output, views, result=ping, only=lambda p: ARP in p)

@@ -2,24 +2,24 @@
 
 from itertools import permutations
 
+from cnilab.core.netns import ip_of
 from cnilab.observe.probes import assert_no_ping, assert_ping, ping
 from cnilab.observe.diagnose import why_unreachable
 from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 
-IP = {"pod1": "10.0.3.11", "pod2": "10.0.3.12", "pod3": "10.0.3.13", "gateway": "10.0.3.1"}
+IP = {**{name: ip_of(cidr) for name, cidr in stage.POD_IPS.items()}, "gateway": ip_of(stage.GATEWAY)}
 AF_BRIDGE = 7
 
 
 def test_bridge_holds_the_gateway_and_every_pod_port(host, bridge, pods):
     st = bridge.state()
     assert st.kind == "bridge" and st.up
-    assert bridge.addresses() == ["10.0.3.1/24"]
+    assert bridge.addresses() == [stage.GATEWAY], f"the bridge must hold the gateway {stage.GATEWAY}"
     for name in pods:
         port = host.link(f"h-{name}").state()
         assert port.master == st.index, f"h-{name} is not a port of {bridge.name}"
-    assert len(pods) >= 3
 
 
 def test_all_pairs_ping(host, bridge, pods):

@@ -11,6 +11,7 @@ host's uplink 192.0.2.1 faces the ISP router 192.0.2.254, and the server
 203.0.113.10 lives behind it. Nothing leaves the lab.
 """
 
+from cnilab.core.netns import ip_of
 from cnilab.observe.probes import EchoServer, assert_ping
 from cnilab.teach.recipe import Recipe
 from cnilab.observe.trace import Trace, captured
@@ -54,7 +55,7 @@ def uplink(lab, host, internet):
     up, isp = host.veth("up0", internet, "eth0")
     up.add_address(UPLINK_IP).up()
     isp.add_address(ISP_IP).up()
-    host.add_route("default", via=ISP_IP.split("/")[0])
+    host.add_route("default", via=ip_of(ISP_IP))
     return up
 
 

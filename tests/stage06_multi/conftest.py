@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from cnilab.core.netns import Link, Namespace
+from cnilab.core.netns import Link, Namespace, ip_of
 from cnilab.runtime import nodes
 from cnilab.observe.probes import assert_ping
 from cnilab.teach.recipe import Recipe
@@ -107,9 +107,9 @@ def add_node(lab, underlay, n, mode, cluster, kind="netns"):
         node_ns.link(f"h-{name}").set_mtu(POD_MTU)
         pod.link("eth0").set_mtu(POD_MTU)
         if mode == "routed":
-            pod.add_route("default", via=gateway_cidr(mode, n).split("/")[0])
+            pod.add_route("default", via=ip_of(gateway_cidr(mode, n)))
         # END SOLUTION
-        node.pods[name] = (pod, cidr.split("/")[0])
+        node.pods[name] = (pod, ip_of(cidr))
     keep_flows_in_order(node, port)
     (join_p2p if mode == "p2p" else join_routed)(lab, node, cluster)
     cluster.append(node)

@@ -24,6 +24,7 @@ from typing import Iterator
 
 import pytest
 
+from cnilab.core.netns import ip_of
 from cnilab.runtime import cri
 from cnilab.runtime.cleanup import release_dir
 from cnilab.runtime.cni import Attachment, PluginDaemon, Runtime, install_plugin, is_thick
@@ -195,7 +196,7 @@ def cni(lab, node, cni_plugin, tmp_path) -> Harness:
 
 
 def result_ip(result: dict) -> str:
-    return result["ips"][0]["address"].split("/")[0]
+    return ip_of(result["ips"][0]["address"])
 
 
 def sandbox_interface(result: dict) -> dict:
