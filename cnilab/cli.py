@@ -213,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     clean.set_defaults(func=cmd_cleanup)
     doctor = sub.add_parser("doctor", help="check privileges, kernel features and tools, and say how to fix what is missing")
     doctor.set_defaults(func=cmd_doctor)
+    _add_plugin_commands(sub)
+    _add_teaching_commands(sub)
+    return parser
+
+
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """`plugin install|daemon` and `conformance`: the CNI plugin and its judge."""
     plugin = sub.add_parser("plugin", help="cnilab's CNI plugin")
     plugin_sub = plugin.add_subparsers(dest="plugin_command", required=True)
     inst = plugin_sub.add_parser("install", help="install the plugin into a runtime's CNI bin dir (e.g. /opt/cni/bin)")
@@ -235,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--strict", action="store_true", help="SHOULD failures fail the run too")
     conf.add_argument("--only", action="append", metavar="CASE", help="only these cases (glob, e.g. 'gc.*'; repeatable)")
     conf.set_defaults(func=cmd_conformance)
+
+
+def _add_teaching_commands(sub: argparse._SubParsersAction) -> None:
+    """The workbook, hints and progress, demos, pictures and traces."""
     wb = sub.add_parser("workbook", help="the student workbook: the suite with the solutions as TODOs")
     wb_sub = wb.add_subparsers(dest="workbook_command", required=True)
     exp = wb_sub.add_parser("export", help="write a student copy of the suite to DIR")
@@ -273,7 +284,6 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--prefix", help="which lab (default: the only one that is up)")
     trace.add_argument("--tests", help="the tests folder (default: this checkout's tests/)")
     trace.set_defaults(func=cmd_trace)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ it. Everything is read over netlink and /proc/sys of the lab's namespaces.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Iterator
 from ..core.step import ip_cmd, ns_cmd
 
 NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
+RTN_LOCAL = 2  # a route to an address of this namespace itself (rtnetlink.h)
 
 from ..core.netns import Link
 
@@ -167,83 +169,160 @@ def why_unreachable(src: "Namespace", dst: str, *, _depth: int = 0) -> str:
                             f"capture to see where packets stop (`{ns_cmd(src.name, ['tcpdump', '-ni', 'any'])}`).")
 
 
-def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | None:
+@dataclass
+class Trip:
+    """One packet's way from ``src`` to ``dst``, as far as the checks have looked (route, egress, next hop)."""
+
+    snap: Snapshot
+    src: "Namespace"
+    dst: str
+    depth: int
+
+    @functools.cached_property
+    def route(self) -> dict | None:
+        return self.src.route_get(self.dst)
+
+    @property
+    def egress(self) -> tuple[str, int]:
+        return (self.src.name, self.route["dev_index"])
+
+    @property
+    def egress_state(self) -> "LinkState":
+        return self.snap.links[self.egress]
+
+    @property
+    def hop(self) -> str:
+        return self.route["gateway"] or self.dst
+
+    @property
+    def role(self) -> str:
+        return "gateway" if self.route["gateway"] else "destination"
+
+    @property
+    def owner(self) -> tuple[str, int] | None:
+        return self.snap.owner(self.hop)
+
+
+#: a check found nothing wrong and nothing further needs a look (the destination is the source itself)
+ARRIVED = ""
+
+
+def _dst_is_ipv4(t: Trip) -> str | None:
     try:
-        ipaddress.IPv4Address(dst)
+        ipaddress.IPv4Address(t.dst)
     except ValueError:
-        return f"{dst!r} is not an IPv4 address."
-    mine = [(k, ips) for k, ips in snap.addrs.items() if k[0] == src.name and snap.links[k].name != "lo"]
-    if not mine:
-        return f"{src.short} has no IPv4 address: the step that assigns one (`{ip_cmd(src.name, 'addr', 'add', 'ADDR/LEN', 'dev', 'IF')}`) is missing."
-    for key, _ in mine:
-        st = snap.links[key]
-        if not st.up:
-            return f"link {st.name} in {src.short} is down: bring it up (`{ip_cmd(src.name, 'link', 'set', st.name, 'up')}`)."
-
-    route = src.route_get(dst)
-    if route is None:
-        return (f"{src.short} has no route to {dst}: it is outside every subnet of {src.short} and there is no default route "
-                f"(`{ip_cmd(src.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`).")
-    if route["type"] == 2:  # RTN_LOCAL: the destination is this namespace itself
-        return None
-    egress = (src.name, route["dev_index"])
-    est = snap.links[egress]
-    if not est.lower_up:
-        peer = snap.peer(egress)
-        if peer and peer in snap.links:
-            pst = snap.links[peer]
-            return f"{est.name} in {src.short} has no carrier because its veth peer {pst.name} in {peer[0]} is down (`{ip_cmd(peer[0], 'link', 'set', pst.name, 'up')}`)."
-        return f"{est.name} in {src.short} has no carrier (its other end is down or missing)."
-
-    hop = route["gateway"] or dst
-    role = "gateway" if route["gateway"] else "destination"
-    owner = snap.owner(hop)
-    if owner is None:
-        return (f"no namespace of the lab holds the {role} address {hop}: the step that assigns it is missing"
-                + (" (the gateway address usually lives on the bridge)." if route["gateway"] else "."))
-
-    reach, blocked = snap.segment(egress)
-    if owner not in reach:
-        if owner in blocked:
-            return f"{src.short} and {owner[0]} share no working L2 path: {blocked[owner]}."
-        for key in blocked:
-            # the first blocker met on the way out from the source
-            return f"the L2 path from {est.name} in {src.short} to the {role} {hop} is cut: {blocked[key]}."
-        return _missing_l2_edge(snap, egress, owner, hop, role)
-
-    vtep = snap.vteps.get(egress)
-    if vtep and not vtep["learning"] and route["gateway"]:
-        # no learning, no flooding: ARP for the next hop cannot be answered, the entry must be there
-        usable = {ip for ip, _, state in src.neighbours(src.link(est.name)) if state & ~(NUD_INCOMPLETE | NUD_FAILED)}
-        if hop not in usable:
-            return (f"{est.name} in {src.short} has no permanent ARP entry for the next hop {hop} "
-                    f"(`{ip_cmd(src.name, 'neigh', 'add', hop, 'lladdr', snap.links[owner].mac, 'dev', est.name, 'nud', 'permanent')}`).")
-
-    if route["gateway"] and owner[0] != src.name:
-        router = snap.ns(owner[0])
-        if snap.owner(dst) is None or snap.owner(dst)[0] != router.name:
-            if router.sysctl("net.ipv4.ip_forward") != "1":
-                return (f"{router.short} is the gateway but does not forward packets (ip_forward is 0): "
-                        f"`{ns_cmd(router.name, ['sysctl', '-w', 'net.ipv4.ip_forward=1'])}`.")
-            if depth < 3:
-                onward = _diagnose(snap, router, dst, depth + 1)
-                if onward:
-                    return f"past the gateway {router.short}: {onward}"
-
-    target = snap.owner(dst)
-    if target and target[0] != src.name:
-        back = snap.ns(target[0])
-        src_ip = route["src"]
-        if src_ip and back.route_get(src_ip) is None:
-            reason = (f"{back.short} has no route back to {src_ip}: the reply cannot return "
-                      f"(`{ip_cmd(back.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`)")
-            router = snap.owner(route["gateway"]) if route["gateway"] else None
-            if router and router[0] != back.name and not snap.source_nat(router[0]):
-                reason += (f"; for a private source, the gateway {router[0]} should MASQUERADE it instead "
-                           f"(`{ns_cmd(router[0], ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', 'SUBNET', '-o', 'UPLINK', '-j', 'MASQUERADE'])}`)")
-            return reason + "."
+        return f"{t.dst!r} is not an IPv4 address."
     return None
 
+
+def _source_has_an_address(t: Trip) -> str | None:
+    mine = [k for k in t.snap.addrs if k[0] == t.src.name and t.snap.links[k].name != "lo"]
+    if not mine:
+        return (f"{t.src.short} has no IPv4 address: the step that assigns one "
+                f"(`{ip_cmd(t.src.name, 'addr', 'add', 'ADDR/LEN', 'dev', 'IF')}`) is missing.")
+    for key in mine:
+        st = t.snap.links[key]
+        if not st.up:
+            return f"link {st.name} in {t.src.short} is down: bring it up (`{ip_cmd(t.src.name, 'link', 'set', st.name, 'up')}`)."
+    return None
+
+
+def _a_route_leads_there(t: Trip) -> str | None:
+    if t.route is None:
+        return (f"{t.src.short} has no route to {t.dst}: it is outside every subnet of {t.src.short} and there is no "
+                f"default route (`{ip_cmd(t.src.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`).")
+    return ARRIVED if t.route["type"] == RTN_LOCAL else None
+
+
+def _egress_has_carrier(t: Trip) -> str | None:
+    est = t.egress_state
+    if est.lower_up:
+        return None
+    peer = t.snap.peer(t.egress)
+    if peer and peer in t.snap.links:
+        pst = t.snap.links[peer]
+        return (f"{est.name} in {t.src.short} has no carrier because its veth peer {pst.name} in {peer[0]} is down "
+                f"(`{ip_cmd(peer[0], 'link', 'set', pst.name, 'up')}`).")
+    return f"{est.name} in {t.src.short} has no carrier (its other end is down or missing)."
+
+
+def _next_hop_exists(t: Trip) -> str | None:
+    if t.owner is None:
+        return (f"no namespace of the lab holds the {t.role} address {t.hop}: the step that assigns it is missing"
+                + (" (the gateway address usually lives on the bridge)." if t.route["gateway"] else "."))
+    return None
+
+
+def _l2_path_to_next_hop(t: Trip) -> str | None:
+    reach, blocked = t.snap.segment(t.egress)
+    if t.owner in reach:
+        return None
+    if t.owner in blocked:
+        return f"{t.src.short} and {t.owner[0]} share no working L2 path: {blocked[t.owner]}."
+    for key in blocked:  # the first blocker met on the way out from the source
+        return f"the L2 path from {t.egress_state.name} in {t.src.short} to the {t.role} {t.hop} is cut: {blocked[key]}."
+    return _missing_l2_edge(t.snap, t.egress, t.owner, t.hop, t.role)
+
+
+def _tunnel_knows_next_hop(t: Trip) -> str | None:
+    vtep = t.snap.vteps.get(t.egress)
+    if not (vtep and not vtep["learning"] and t.route["gateway"]):
+        return None
+    # no learning, no flooding: ARP for the next hop cannot be answered, the entry must be there
+    est = t.egress_state
+    usable = {ip for ip, _, state in t.src.neighbours(t.src.link(est.name)) if state & ~(NUD_INCOMPLETE | NUD_FAILED)}
+    if t.hop in usable:
+        return None
+    return (f"{est.name} in {t.src.short} has no permanent ARP entry for the next hop {t.hop} "
+            f"(`{ip_cmd(t.src.name, 'neigh', 'add', t.hop, 'lladdr', t.snap.links[t.owner].mac, 'dev', est.name, 'nud', 'permanent')}`).")
+
+
+def _gateway_forwards_onward(t: Trip) -> str | None:
+    if not t.route["gateway"] or t.owner[0] == t.src.name:
+        return None
+    router = t.snap.ns(t.owner[0])
+    target = t.snap.owner(t.dst)
+    if target is not None and target[0] == router.name:
+        return None
+    if router.sysctl("net.ipv4.ip_forward") != "1":
+        return (f"{router.short} is the gateway but does not forward packets (ip_forward is 0): "
+                f"`{ns_cmd(router.name, ['sysctl', '-w', 'net.ipv4.ip_forward=1'])}`.")
+    if t.depth < 3:
+        onward = _diagnose(t.snap, router, t.dst, t.depth + 1)
+        if onward:
+            return f"past the gateway {router.short}: {onward}"
+    return None
+
+
+def _reply_comes_back(t: Trip) -> str | None:
+    target = t.snap.owner(t.dst)
+    if not target or target[0] == t.src.name:
+        return None
+    back = t.snap.ns(target[0])
+    src_ip = t.route["src"]
+    if not src_ip or back.route_get(src_ip) is not None:
+        return None
+    reason = (f"{back.short} has no route back to {src_ip}: the reply cannot return "
+              f"(`{ip_cmd(back.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`)")
+    router = t.snap.owner(t.route["gateway"]) if t.route["gateway"] else None
+    if router and router[0] != back.name and not t.snap.source_nat(router[0]):
+        reason += (f"; for a private source, the gateway {router[0]} should MASQUERADE it instead "
+                   f"(`{ns_cmd(router[0], ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', 'SUBNET', '-o', 'UPLINK', '-j', 'MASQUERADE'])}`)")
+    return reason + "."
+
+
+#: the checklist, in the order a packet meets the steps: the first that finds something wrong speaks
+CHECKS = (_dst_is_ipv4, _source_has_an_address, _a_route_leads_there, _egress_has_carrier, _next_hop_exists,
+          _l2_path_to_next_hop, _tunnel_knows_next_hop, _gateway_forwards_onward, _reply_comes_back)
+
+
+def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | None:
+    trip = Trip(snap, src, dst, depth)
+    for check in CHECKS:
+        found = check(trip)
+        if found is not None:
+            return found or None
+    return None
 
 
 def _missing_l2_edge(snap: Snapshot, egress: tuple[str, int], owner: tuple[str, int], hop: str, role: str) -> str:
