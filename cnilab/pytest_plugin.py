@@ -8,7 +8,6 @@ workbook alike.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -16,10 +15,10 @@ from typing import Iterator
 import pytest
 
 from .runtime import cleanup as leftovers
+from .teach.stages import stage_of
 from .core.errors import LabError, NotRootError, Todo
 from .core.lab import PREFIX_LOG_ENV, Lab, logged_prefixes, used_prefixes
 
-STAGE_DIR = re.compile(r"stage(\d\d)_")
 _kept: list[Lab] = []
 
 
@@ -103,16 +102,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "unit: a test of the library itself that needs no root")
 
 
-def stage_of(item: pytest.Item) -> int | None:
-    m = STAGE_DIR.search(str(item.path))
-    return int(m.group(1)) if m else None
+def stage_of_item(item: pytest.Item) -> int | None:
+    return stage_of(item.path)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its stage and order stages 01 -> 07 (pytest-order keeps file order within a stage)."""
     for item in items:
-        stage = stage_of(item)
+        stage = stage_of_item(item)
         if stage is not None:
             item.add_marker(pytest.mark.stage(stage))
             if not item.get_closest_marker("order"):
@@ -153,7 +151,7 @@ def _picture(request: pytest.FixtureRequest, lab: Lab) -> None:
     """With --keep, draw each stage's largest kept lab to cnilab-pictures/stageNN.svg and .png."""
     from .observe.topology import Topology
 
-    stage = stage_of(request.node)
+    stage = stage_of_item(request.node)
     if stage is None:
         return
     topo = Topology.of(lab)

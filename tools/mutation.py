@@ -27,6 +27,7 @@ from rich.table import Table
 from cnilab.teach.workbook import Block, blocks, export, solution_files, source_root
 
 from cnilab.core.processes import run_nested
+from cnilab.teach.stages import stage_dir
 
 BIN = Path(sys.executable).parent
 
@@ -57,7 +58,7 @@ def target(block: Block) -> list[str]:
     """The tests of the block's stage (for the plugin: the conformance suite against cnilab's plugin)."""
     if block.path.name == "plugin.py":
         return ["tests/stage07_cni/test_stage07_conformance.py", "-k", "cnilab"]
-    return [str(next(Path("tests").glob(f"stage{block.stage:02d}_*")))]
+    return [str(stage_dir(block.stage, Path("tests")))]
 
 
 FAILED = re.compile(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$")

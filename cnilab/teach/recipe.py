@@ -23,6 +23,7 @@ from typing import Any, Callable
 import pytest
 
 from ..core.errors import LabError, Todo
+from .stages import stage_dir  # noqa: F401 -- also this module's API (workbooks, cli)
 
 
 #: The hook of the build in progress (a demo's narration); helpers announce themselves to it.
@@ -125,13 +126,6 @@ def _as_fixture(fn: Callable[..., Any]) -> Any:
         return fn(*args, **kwargs)
 
     return pytest.fixture(name=fn.__name__)(fixture)
-
-
-def stage_dir(stage: int, tests_dir: Path) -> Path:
-    found = sorted(tests_dir.glob(f"stage{stage:02d}_*"))
-    if not found:
-        raise LabError(f"There is no stage {stage:02d} under {tests_dir}: stages are the folders tests/stageNN_name.")
-    return found[0]
 
 
 def load_stage(stage: int, tests_dir: Path) -> Recipe:

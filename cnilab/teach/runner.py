@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -13,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .recipe import load_stage
+from .stages import stage_dirs, stage_of
 
-STAGE_ID = re.compile(r"stage(\d\d)_(\w+?)/")
 
 
 @dataclass
@@ -50,10 +49,10 @@ class Tally:
         self.stages: dict[int, StageTally] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        m = STAGE_ID.search(report.nodeid)
-        if not m:
+        stage = stage_of(report.nodeid)
+        if stage is None:
             return
-        tally = self.stages.setdefault(int(m.group(1)), StageTally())
+        tally = self.stages.setdefault(stage, StageTally())
         tally.seconds += report.duration
         if report.when == "call" or report.outcome != "passed":
             if report.skipped and hasattr(report, "wasxfail"):
@@ -85,7 +84,7 @@ def run_stages(tests_dir: Path, stages: list[int] | None = None, extra: list[str
                console: Console | None = None) -> int:
     console = console or Console(width=None if sys.stdout.isatty() else 120)
     tally = Tally()
-    dirs = sorted(tests_dir.glob("stage[0-9][0-9]_*"))
+    dirs = stage_dirs(tests_dir)
     if stages:
         dirs = [d for d in dirs if int(d.name[5:7]) in stages]
     if not dirs:
@@ -133,7 +132,7 @@ def show_progress(tests_dir: Path, console: Console | None = None) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     console = console or Console()
-    dirs = sorted(tests_dir.glob("stage[0-9][0-9]_*"))
+    dirs = stage_dirs(tests_dir)
     with Progress(TextColumn("checking your stages"), BarColumn(), MofNCompleteColumn(), console=console,
                   transient=True) as progress:
         live = _Live(progress, progress.add_task("tests", total=None))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import LabError
+from .stages import stage_dirs, stage_of
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::\s*(?P<text>.*?))?\s*$")
 END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
@@ -41,8 +42,8 @@ class Block:
 
 
 def stage_of_path(path: Path) -> int:
-    m = re.search(r"stage(\d\d)_", str(path))
-    return int(m.group(1)) if m else 7  # the plugin is stage 07's TODO
+    found = stage_of(path)
+    return 7 if found is None else found  # the plugin is stage 07's TODO
 
 
 def blocks(path: Path) -> list[Block]:
@@ -95,7 +96,7 @@ def source_root() -> Path:
 
 def solution_files(root: Path) -> list[Path]:
     """Files with solution blocks, relative to the root: each stage's conftest.py and the plugin."""
-    files = sorted(p.relative_to(root) for p in root.glob("tests/stage[0-9][0-9]_*/conftest.py"))
+    files = sorted((d / "conftest.py").relative_to(root) for d in stage_dirs(root / "tests"))
     return files + [Path(PLUGIN_FILE)]
 
 
@@ -123,7 +124,7 @@ def export(dest: Path, root: Path | None = None, *, solutions: bool = False) -> 
     if dest.exists() and any(dest.iterdir()):
         raise LabError(f"{dest} is not empty: export into a new folder (or remove it first).")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for sub in sorted(root.glob("tests/stage[0-9][0-9]_*")):
+    for sub in stage_dirs(root / "tests"):
         shutil.copytree(sub, dest / sub.relative_to(root), ignore=ignore)
     shutil.copytree(root / "plugin", dest / "plugin", ignore=ignore)
     (dest / "pyproject.toml").write_text(PYPROJECT)
@@ -153,7 +154,7 @@ def reset(stage: int, workbook: Path | None = None) -> list[Path]:
     wb = workbook_root(workbook)
     root = Path(json.loads((wb / STATE / "workbook.json").read_text())["source"])
     files = [rel for rel in solution_files(root) if stage_of_path(rel) == stage and (
-        rel.name == "plugin.py" or rel.parent.name.startswith(f"stage{stage:02d}_"))]
+        rel.name == "plugin.py" or stage_of(rel.parent.name) == stage)]
     if not files:
         raise LabError(f"Stage {stage} has nothing to reset: stages are 1 to 7.")
     for rel in files:

@@ -75,5 +75,5 @@ def test_a_pod_comes_up_and_the_plugin_logs_the_call(lab, node, runtime, monkeyp
     assert ("crictl" in trace.probe) is (runtime == "containerd")
     adds = [line for line in trace.log if " ADD " in line and " -> ok " in line]
     assert len(adds) == 1, f"expected one successful ADD in the plugin's log, got {trace.log}"
-    assert ip_of(adds[0].split(" -> ok ")[1]) == ip_of(trace.result)
+    assert ip_of(adds[0].split(" -> ok ")[1].split()[0]) == ip_of(trace.result)
     assert "ifname=eth0" in adds[0]
