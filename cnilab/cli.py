@@ -129,9 +129,10 @@ def cmd_progress(args: argparse.Namespace) -> int:
 def cmd_hint(args: argparse.Namespace) -> int:
     import json
 
+    from .core.suite import tests_dir
     from .teach.recipe import load_conftest, stage_dir
 
-    tests = _workbook_tests(args.dir) if not args.reference else Path(__file__).resolve().parents[1] / "tests"
+    tests = _workbook_tests(args.dir) if not args.reference else tests_dir()
     hints = getattr(load_conftest(stage_dir(args.stage, tests) / "conftest.py"), "HINTS", [])
     if not hints:
         raise LabError(f"Stage {args.stage:02d} has no hints.")

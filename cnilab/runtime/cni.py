@@ -22,6 +22,7 @@ from typing import Any
 
 from ..core import nsexec, processes
 from ..core.errors import LabError, Todo
+from ..core.suite import plugin_dir
 
 TODO_CODE = 103  # the plugin's code for a workbook stub (plugin/cnilab_cni/errors.py)
 
@@ -162,7 +163,7 @@ def _installer(source: str | Path | None) -> tuple[Any, Path]:
     """The plugin's own installer module (``plugin/cnilab_cni/install.py``) and the plugin package dir."""
     import importlib.util
 
-    source = Path(source or Path(__file__).resolve().parents[2] / "plugin")
+    source = Path(source or plugin_dir())
     installer = source / "cnilab_cni" / "install.py"
     if not installer.is_file():
         raise LabError(f"The plugin sources are not at {source}: run from a checkout of cnilab (or a workbook).")

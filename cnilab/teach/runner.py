@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
+from ..core.suite import tests_dir
 from .recipe import load_stage
 from .stages import stage_dirs, stage_of
 
@@ -69,8 +70,8 @@ class Tally:
 
 
 def default_tests_dir() -> Path:
-    here = Path(__file__).resolve().parents[2] / "tests"
-    return here if here.is_dir() else Path.cwd() / "tests"
+    """The stages of this cnilab (its checkout's, or the copy installed with it)."""
+    return tests_dir()
 
 
 def title_of(stage: int, tests_dir: Path) -> str:
@@ -86,11 +87,13 @@ def run_stages(tests_dir: Path, stages: list[int] | None = None, extra: list[str
     tally = Tally()
     dirs = stage_dirs(tests_dir)
     if stages:
-        dirs = [d for d in dirs if int(d.name[5:7]) in stages]
+        dirs = [d for d in dirs if stage_of(d.name) in stages]
     if not dirs:
         from ..core.errors import LabError
         raise LabError(f"No stage folders (stageNN_name) matched under {tests_dir}: check --tests and --stages.")
-    args = [*map(str, dirs), "-q", "--no-header", "-p", "no:cacheprovider", "-rfE"]
+    # importlib mode as in the project's settings: outside a checkout (an installed suite) there are none
+    args = [*map(str, dirs), "-q", "--no-header", "-p", "no:cacheprovider", "-rfE", "--import-mode=importlib",
+            "-W", "ignore::pytest.PytestAssertRewriteWarning"]  # cnilab is imported before this in-process run
     args += extra or []
     started = time.monotonic()
     code = pytest.main(args, plugins=[tally])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import LabError
+from ..core.suite import suite_root
 from .stages import stage_dirs, stage_of
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::\s*(?P<text>.*?))?\s*$")
@@ -88,10 +89,8 @@ def without_solutions(path: Path) -> str:
 
 
 def source_root() -> Path:
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "tests").is_dir() or not (root / "plugin").is_dir():
-        raise LabError(f"The reference suite is not at {root}: cnilab must be installed from its checkout (pip install -e).")
-    return root
+    """The reference suite the workbook is made from (the checkout, or the copy installed with cnilab)."""
+    return suite_root()
 
 
 def solution_files(root: Path) -> list[Path]:
