@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -59,19 +60,37 @@ class Report:
         return 1 if any(o.fails_run(self.strict) for o in self.outcomes) else 0
 
 
-def discover_versions(target: Target) -> list[str]:
-    """VERSION first: the spec versions the plugin claims decide which requirements apply."""
-    conf = json.loads(PLACEHOLDER.sub("x", target.template))
-    stdin = json.dumps({"cniVersion": conf.get("cniVersion", "0.4.0")}).encode()
+def _claims(target: Target, executable: str, asked: str) -> list[str] | None:
+    """What VERSION of ``executable`` says it supports (None: no usable answer)."""
     env = {"CNI_COMMAND": "VERSION", "CNI_PATH": ":".join(target.bin_dirs), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     try:
-        done = subprocess.run([str(target.path)], input=stdin, env=env, capture_output=True, timeout=30)
+        done = subprocess.run([executable], input=json.dumps({"cniVersion": asked}).encode(), env=env,
+                              capture_output=True, timeout=30)
         versions = json.loads(done.stdout)["supportedVersions"]
-        if isinstance(versions, list) and all(isinstance(v, str) for v in versions):
-            return versions
     except (OSError, ValueError, KeyError, TypeError, subprocess.TimeoutExpired):
-        pass
-    return [conf.get("cniVersion", "0.4.0")]  # VERSION is broken (its own check says so): trust the configuration
+        return None
+    return versions if isinstance(versions, list) and all(isinstance(v, str) for v in versions) else None
+
+
+def discover_versions(target: Target) -> list[str]:
+    """VERSION first: the spec versions the plugin claims decide which requirements apply. In a chain,
+    only the versions every plugin of the chain claims can be used (a runtime sends one cniVersion)."""
+    conf = json.loads(PLACEHOLDER.sub("x", target.template))
+    asked = conf.get("cniVersion", "0.4.0")
+    own = _claims(target, str(target.path), asked)
+    if own is None:
+        return [asked]  # VERSION is broken (its own check says so): trust the configuration
+    target.limits = {}
+    for plugin in conf.get("plugins") or []:
+        other = next((os.path.join(d, plugin["type"]) for d in target.bin_dirs
+                      if os.access(os.path.join(d, plugin["type"]), os.X_OK)), None)
+        if plugin["type"] == target.type or other is None:
+            continue
+        theirs = _claims(target, other, asked) or [asked]
+        if set(own) - set(theirs):
+            target.limits[plugin["type"]] = max(theirs, key=version_key)
+        own = [v for v in own if v in theirs]
+    return own
 
 
 def cases(select: Callable[[str], bool] | None = None) -> list[tuple[str, Requirement, str | None]]:
@@ -81,14 +100,20 @@ def cases(select: Callable[[str], bool] | None = None) -> list[tuple[str, Requir
 
 def applicable_version(target: Target, req: Requirement, variant: str | None) -> str:
     """The cniVersion a case runs with, or NotApplicable when the plugin claims no version that has it."""
-    claimed = ", ".join(target.supported) or "none"
     if "per-version" in req.tags:
         if not target.claims(variant):
-            raise NotApplicable(f"the plugin does not claim spec {variant} (it claims {claimed})")
+            raise NotApplicable(f"spec {variant} is not claimed: {_claimed(target)}")
         return variant
     if not target.highest or version_key(target.highest) < version_key(req.since):
-        raise NotApplicable(f"a spec {req.since} requirement; the plugin claims up to {target.highest or 'nothing'}")
+        raise NotApplicable(f"a spec {req.since} requirement; {_claimed(target)}")
     return target.highest
+
+
+def _claimed(target: Target) -> str:
+    if target.limits:
+        limits = ", ".join(f"{t} supports up to {v}" for t, v in target.limits.items())
+        return f"with this chain a runtime can use up to {target.highest or 'nothing'} ({limits})"
+    return f"the plugin claims up to {target.highest or 'nothing'}"
 
 
 def run_case(target: Target, case: str, req: Requirement, variant: str | None) -> Outcome:

@@ -46,7 +46,8 @@ class Target:
     template: str                    # configuration text with placeholders
     config_name: str                 # where the template came from (for the report)
     bin_dirs: list[str] = field(default_factory=list)
-    supported: list[str] = field(default_factory=list)  # VERSION's supportedVersions
+    supported: list[str] = field(default_factory=list)  # VERSION's supportedVersions (in a chain: of them all)
+    limits: dict[str, str] = field(default_factory=dict)  # chained plugins that claim less: type -> their newest
 
     @classmethod
     def load(cls, plugin: str | Path, config: str | Path | None = None, bin_dirs: list[str] | None = None) -> "Target":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import LabError
 from .names import check_ifname
@@ -146,3 +146,20 @@ class Link:
 
     def __repr__(self) -> str:
         return f"Link({self.ns.name}:{self.name})"
+
+
+def state_of(m: Any) -> LinkState:
+    """A LinkState from one RTM_NEWLINK message."""
+    return LinkState(
+        name=m.get("IFLA_IFNAME"),
+        index=m["index"],
+        kind=m.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
+        up=bool(m["flags"] & IFF_UP),
+        lower_up=bool(m["flags"] & IFF_LOWER_UP),
+        operstate=m.get("IFLA_OPERSTATE") or "",
+        mtu=m.get("IFLA_MTU"),
+        mac=m.get("IFLA_ADDRESS") or "",
+        master=m.get("IFLA_MASTER"),
+        peer_index=m.get("IFLA_LINK"),
+        peer_nsid=m.get("IFLA_LINK_NETNSID"),
+    )

@@ -20,7 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from . import nsexec, processes
 from .errors import LabError
-from .links import IFF_LOWER_UP, IFF_UP, Link, LinkState, _rps_path, cpu_mask, ip_of  # noqa: F401 -- also this module's API
+from .links import IFF_LOWER_UP, IFF_UP, Link, LinkState, _rps_path, cpu_mask, ip_of, state_of  # noqa: F401 -- also this module's API
 from .names import check_ifname
 from .wait import wait_for
 from .step import Step, ip_cmd, ns_cmd, shell
@@ -92,23 +92,11 @@ class Namespace:
         return [m.get("IFLA_IFNAME") for m in self.ipr.get_links()]
 
     def link_state(self, index: int) -> LinkState:
-        m = self.ipr.get_links(index)[0]
-        return LinkState(
-            name=m.get("IFLA_IFNAME"),
-            index=m["index"],
-            kind=m.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
-            up=bool(m["flags"] & IFF_UP),
-            lower_up=bool(m["flags"] & IFF_LOWER_UP),
-            operstate=m.get("IFLA_OPERSTATE") or "",
-            mtu=m.get("IFLA_MTU"),
-            mac=m.get("IFLA_ADDRESS") or "",
-            master=m.get("IFLA_MASTER"),
-            peer_index=m.get("IFLA_LINK"),
-            peer_nsid=m.get("IFLA_LINK_NETNSID"),
-        )
+        return state_of(self.ipr.get_links(index)[0])
 
     def link_states(self) -> list[LinkState]:
-        return [self.link_state(m["index"]) for m in self.ipr.get_links()]
+        """Every link, from one dump: a link the kernel frees meanwhile is simply not in it."""
+        return [state_of(m) for m in self.ipr.get_links()]
 
     def veth(self, name: str, peer: "Namespace | None" = None, peer_name: str | None = None) -> tuple[Link, Link]:
         """Create a veth pair: ``name`` here, ``peer_name`` in ``peer`` (default: here too).

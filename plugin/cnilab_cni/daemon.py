@@ -21,28 +21,16 @@ import socket
 import sys
 
 from . import plugin  # noqa: F401 -- imported here once, so children start warm
-from . import fastjson, ipam, nat, netlink, nsenter  # noqa: F401
+from . import config, fastjson, ipam, nat, netlink  # noqa: F401
+from .nsenter import CLONE_NEWNET, CLONE_NEWNS, setns
 
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
 MAX_ENV = 1 << 20
-
-
-def _setns(fd: int, nstype: int) -> None:
-    if hasattr(os, "setns"):
-        os.setns(fd, nstype)
-        return
-    import ctypes  # a child pays this once; the daemon is already warm
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, nstype) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _enter(fd: int, kind: str, nstype: int) -> None:
     """Join the caller's namespace unless this process is in it already."""
     if os.fstat(fd).st_ino != os.stat(f"/proc/self/ns/{kind}").st_ino:
-        _setns(fd, nstype)
+        setns(fd, nstype)
     os.close(fd)
 
 
@@ -77,6 +65,7 @@ def _child(conn: socket.socket) -> None:
         for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
             os.dup2(fd, target)
             os.close(fd)
+        _die_with_the_shim(conn)
         os.environ.clear()
         os.environ.update(env)
         plugin.SERVED_BY = "daemon"
@@ -86,11 +75,29 @@ def _child(conn: socket.socket) -> None:
         os._exit(code)
 
 
+def _die_with_the_shim(conn: socket.socket) -> None:
+    """The runtime gave up on this call when it killed the shim: then stop at once, as a plugin process
+    it killed would. (Started after setns: a process with threads cannot enter a mount namespace.)"""
+    import threading
+
+    def watch() -> None:
+        try:
+            conn.recv(1)  # the shim sends nothing more: this returns only when it is gone
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def serve(sock_path: str, die_with_parent: bool = False) -> None:
     if die_with_parent:
         import ctypes
 
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: no daemon outlives its starter
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # no daemon outlives its starter
     try:
         os.unlink(sock_path)
     except FileNotFoundError:

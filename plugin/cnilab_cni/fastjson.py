@@ -35,7 +35,7 @@ else:
         text = text.strip()
         try:
             value, end = _scan(text, 0)
-        except (StopIteration, SystemError, ValueError) as exc:
+        except (StopIteration, SystemError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             # the C scanner reports errors through json.decoder, which -I -S start-up may lack
             raise ValueError(f"not a JSON document ({type(exc).__name__})") from None
         finally:

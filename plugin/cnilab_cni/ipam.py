@@ -5,11 +5,15 @@ the address and holding ``containerID`` and ``ifname`` (host-local's layout), an
 index file ``att-<attachment id>`` naming the address of each attachment (so ADD
 and DEL never read every record: their cost does not grow with the pod count),
 and ``last_reserved_ip``.
-A reservation is made atomically and crash-safely: the record is written to a
-temporary file first, then hard-linked to the address's name (``link`` fails if
-the address is taken), so a crash leaves either no reservation or a complete one.
+A reservation is made atomically and crash-safely, and DEL can always find it:
+the index ``att-<id>`` is written first (naming the address about to be taken),
+then the record is written to a temporary file named by the attachment and
+hard-linked to the address's name (``link`` fails if the address is taken). A
+crash at any point leaves what the attachment's DEL knows how to remove: the
+index, perhaps the record, perhaps the temporary file (``*.tmp.<id>``).
 An flock on ``lock`` serialises allocators; waiting longer than the timeout is
-"try again later" (code 11).
+"try again later" (code 11). ``lock-<id>`` serialises the calls of one
+attachment (an ADD a runtime gave up on, and the DEL that follows it).
 """
 
 import fcntl
@@ -17,7 +21,7 @@ import os
 import time
 
 from . import addr
-from .errors import INVALID_CONFIG, IO_FAILURE, POOL_EXHAUSTED, TRY_AGAIN_LATER, CniError
+from .errors import INVALID_CONFIG, IO_FAILURE, NOT_AVAILABLE, POOL_EXHAUSTED, TRY_AGAIN_LATER, CniError, fault
 
 LOCK_TIMEOUT = 10.0
 
@@ -46,10 +50,10 @@ class Pool:
         return self.end - self.start + 1 - (self.start <= self.gateway <= self.end)
 
     # -- state on disk ------------------------------------------------------------
-    def _lock(self) -> int:
+    def _lock(self, name: str = "lock") -> int:
         try:
             os.makedirs(self.dir, exist_ok=True)
-            fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(os.path.join(self.dir, name), os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise CniError(IO_FAILURE, f"cannot use the IPAM data directory {self.dir}: {exc.strerror}") from None
         deadline = time.monotonic() + LOCK_TIMEOUT
@@ -75,12 +79,13 @@ class Pool:
                 out[addr.to_int(name)] = (cid, ifname.strip())
         return out
 
-    def _write_atomic(self, path: str, data: str, *, exclusive: bool) -> bool:
+    def _write_atomic(self, path: str, data: str, *, exclusive: bool, attachment: str) -> bool:
         """Write ``data`` to a temporary file, then link (exclusive) or rename it into place.
 
         Records are fsynced before they appear; the last-reserved hint is not (losing it costs nothing).
+        The temporary file is named by the attachment, so its DEL knows what a crash here left.
         """
-        tmp = f"{path}.tmp.{os.getpid()}"
+        tmp = f"{path}.tmp.{attachment}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, data.encode())
@@ -88,6 +93,8 @@ class Pool:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        if exclusive:
+            fault("ipam-after-temp")
         try:
             if exclusive:
                 os.link(tmp, path)  # fails if the address is already taken
@@ -130,9 +137,11 @@ class Pool:
                 name = addr.to_str(ip)
                 if ip == self.gateway or name in taken:
                     continue
-                if self._write_atomic(os.path.join(self.dir, name), f"{cid}\n{ifname}", exclusive=True):
-                    self._write_atomic(self._index(attachment), name, exclusive=False)
-                    self._write_atomic(os.path.join(self.dir, "last_reserved_ip"), name, exclusive=False)
+                self._write_atomic(self._index(attachment), name, exclusive=False, attachment=attachment)
+                fault("ipam-after-index")
+                if self._write_atomic(os.path.join(self.dir, name), f"{cid}\n{ifname}", exclusive=True, attachment=attachment):
+                    fault("ipam-after-record")
+                    self._write_atomic(os.path.join(self.dir, "last_reserved_ip"), name, exclusive=False, attachment=attachment)
                     return ip
             raise CniError(POOL_EXHAUSTED, f"no free address left in {addr.to_str(self.net)}/{self.plen}",
                            f"all {self.capacity} addresses are allocated; release pods or widen the range")
@@ -146,8 +155,10 @@ class Pool:
         fd = self._lock()
         try:
             ip = self._indexed(attachment)
+            leftovers = [self._index(attachment), os.path.join(self.dir, "last_reserved_ip")]
             if ip is not None:
                 path = os.path.join(self.dir, addr.to_str(ip))
+                leftovers.append(path)
                 try:
                     with open(path) as f:
                         owner = f.read()
@@ -155,10 +166,9 @@ class Pool:
                         os.unlink(path)
                 except FileNotFoundError:
                     pass
-            try:
-                os.unlink(self._index(attachment))
-            except FileNotFoundError:
-                pass
+            for path in leftovers:  # what a crashed write of this attachment left: its temporary files
+                _unlink(f"{path}.tmp.{attachment}")
+            _unlink(self._index(attachment))
         finally:
             os.close(fd)
 
@@ -176,13 +186,60 @@ class Pool:
                     except FileNotFoundError:
                         pass
                     gone.append(ip)
-            keep = {f"att-{a}" for a in valid.values()}
+            keep = set(valid.values())
             for name in os.listdir(self.dir):
-                if name.startswith("att-") and name not in keep:
-                    os.unlink(os.path.join(self.dir, name))
+                att = _attachment_of(name)
+                if att is not None and att not in keep:
+                    _unlink(os.path.join(self.dir, name))
             return gone
         finally:
             os.close(fd)
 
     def used(self) -> int:
         return len(self._entries()) if os.path.isdir(self.dir) else 0
+
+    def attachments(self) -> set[str]:
+        """The ids of the attachments this network's IPAM knows (an index file each)."""
+        return {n[4:] for n in os.listdir(self.dir) if n.startswith("att-") and ".tmp." not in n} if os.path.isdir(self.dir) else set()
+
+    def holds(self, cid: str, ifname: str, attachment: str, ip: int) -> bool:
+        """Does the reservation of ``ip`` belong to this attachment (CHECK)?"""
+        try:
+            with open(os.path.join(self.dir, addr.to_str(ip))) as f:
+                return f.read() == f"{cid}\n{ifname}" and self._indexed(attachment) == ip
+        except FileNotFoundError:
+            return False
+
+    def usable(self) -> None:
+        """STATUS: ADD can work only where the data directory can be made and written."""
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            if not os.access(self.dir, os.W_OK | os.X_OK):
+                raise PermissionError(13, "not writable")
+        except OSError as exc:
+            raise CniError(NOT_AVAILABLE, f"the IPAM data directory {self.dir} is unusable: {exc.strerror}",
+                           "ADD would fail: fix the directory (a file in its place? a read-only mount?)") from None
+
+    def attachment_lock(self, attachment: str) -> int:
+        """Hold while ADD or DEL works on ``attachment``: a DEL never runs beside an ADD of the same
+        attachment that its runtime gave up on (it waits until that ADD is dead)."""
+        return self._lock(f"lock-{attachment}")
+
+    def drop_attachment_lock(self, attachment: str, fd: int) -> None:
+        _unlink(os.path.join(self.dir, f"lock-{attachment}"))
+        os.close(fd)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _attachment_of(name: str) -> str | None:
+    """The attachment id a file of the data directory belongs to (``att-ID``, ``lock-ID``, ``*.tmp.ID``)."""
+    for prefix in ("att-", "lock-"):
+        if name.startswith(prefix):
+            return name[len(prefix):].partition(".tmp.")[0]
+    return name.rpartition(".tmp.")[2] if ".tmp." in name else None

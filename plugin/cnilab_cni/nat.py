@@ -39,17 +39,28 @@ def masquerade(ip: str, subnet: str, network: str, attachment: str) -> None:
               "-m", "comment", "--comment", tag(network, attachment))
 
 
-def remove(network: str, keep: set[str] | None = None, only: str | None = None) -> int:
-    """Delete this network's rules: those of attachment ``only``, or all but ``keep``."""
-    removed = 0
+def _tagged(network: str) -> list[tuple[str, list[str]]]:
+    """(attachment id, rule words) of this network's rules."""
+    found = []
     for line in _iptables("-S", "POSTROUTING").splitlines():
         words = [w.strip("\"") for w in line.split()]  # our tags have no spaces; -S quotes them
         if "--comment" not in words:
             continue
         comment = words[words.index("--comment") + 1]
-        if not comment.startswith(tag(network, "")):
-            continue
-        attachment = comment[len(tag(network, "")):]
+        if comment.startswith(tag(network, "")):
+            found.append((comment[len(tag(network, "")):], words))
+    return found
+
+
+def attachments(network: str) -> set[str]:
+    """The attachments of ``network`` that have their rule (CHECK)."""
+    return {att for att, _ in _tagged(network)}
+
+
+def remove(network: str, keep: set[str] | None = None, only: str | None = None) -> int:
+    """Delete this network's rules: those of attachment ``only``, or all but ``keep``."""
+    removed = 0
+    for attachment, words in _tagged(network):
         if (only is not None and attachment != only) or (keep is not None and attachment in keep):
             continue
         _iptables("-D", *words[1:])

@@ -10,15 +10,21 @@ import struct
 import _socket  # `socket` costs ~9 ms to import; its C core is enough
 
 NETLINK_ROUTE = 0
+SOL_NETLINK, NETLINK_EXT_ACK = 270, 11
 NLMSG_ERROR, NLMSG_DONE = 2, 3
+F_DUMP_INTR, F_ACK_TLVS = 0x10, 0x200  # a dump changed under us; an error carries extended-ack attributes
+NLMSGERR_ATTR_MSG = 1
+DUMP_RETRIES = 10
+ENOENT, EEXIST, ENODEV = 2, 17, 19
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 F_REQUEST, F_ACK, F_DUMP, F_EXCL, F_CREATE = 0x1, 0x4, 0x300, 0x200, 0x400
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_IFALIAS, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 20, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
 IFF_UP = 0x1
 NLA_F_NESTED = 0x8000
 AF_INET = 2
@@ -31,6 +37,35 @@ _HDR = struct.Struct("=IHHII")
 
 class NetlinkError(OSError):
     pass
+
+
+def split_messages(data: bytes, seq: int):
+    """(type, flags, payload) of each message in ``data`` that answers request ``seq``."""
+    offset = 0
+    while offset + _HDR.size <= len(data):
+        size, mtype, mflags, mseq, _pid = _HDR.unpack_from(data, offset)
+        if size < _HDR.size:
+            return
+        if mseq == seq:
+            yield mtype, mflags, data[offset + _HDR.size:offset + size]
+        offset += (size + 3) & ~3
+
+
+def raise_error(mtype: int, mflags: int, payload: bytes) -> None:
+    """An ERROR (an ACK when its code is 0) or a DONE (its error word, when the kernel sends one) as NetlinkError."""
+    if len(payload) < 4:
+        return
+    code = -struct.unpack_from("=i", payload)[0]
+    if not code:
+        return
+    why = ""
+    if mtype == NLMSG_ERROR and mflags & F_ACK_TLVS:
+        # after the error word comes the request: its header alone when the kernel capped it (NLM_F_CAPPED,
+        # 0x100), else the whole request; the attributes follow it
+        offered = struct.unpack_from("=I", payload, 4)[0] if len(payload) >= 8 else 0
+        tlvs = parse_attrs(payload, 4 + (offered if not mflags & 0x100 else _HDR.size))
+        why = tlvs.get(NLMSGERR_ATTR_MSG, b"").rstrip(b"\0").decode(errors="replace")
+    raise NetlinkError(code, os.strerror(code) + (f" (kernel: {why})" if why else ""))
 
 
 def attr(kind: int, data: bytes) -> bytes:
@@ -70,6 +105,10 @@ class Netlink:
 
     def __init__(self) -> None:
         self.sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, NETLINK_ROUTE)
+        try:  # extended ACKs: a refusal comes with the kernel's reason
+            self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+        except OSError:
+            pass
         self.sock.bind((0, 0))
         self.seq = 0
 
@@ -77,26 +116,28 @@ class Netlink:
         self.sock.close()
 
     def request(self, kind: int, flags: int, body: bytes) -> list[tuple[int, bytes]]:
-        """Send one message; return (type, payload) of the replies, raising on a netlink error."""
-        self.seq += 1
-        self.sock.send(_HDR.pack(_HDR.size + len(body), kind, flags | F_REQUEST | F_ACK, self.seq, 0) + body)
+        """Send one message; return (type, payload) of the replies, raising on a netlink error.
+
+        A dump the kernel marks interrupted (NLM_F_DUMP_INTR: the table changed while it was read)
+        is asked again, as the reference plugins' netlink library does."""
+        for _ in range(DUMP_RETRIES if flags & F_DUMP else 1):
+            self.seq += 1
+            self.sock.send(_HDR.pack(_HDR.size + len(body), kind, flags | F_REQUEST | F_ACK, self.seq, 0) + body)
+            replies, interrupted = self._replies()
+            if not interrupted:
+                return replies
+        raise NetlinkError(4, f"the kernel's dump kept changing while it was read ({DUMP_RETRIES} tries)")  # EINTR
+
+    def _replies(self) -> tuple[list[tuple[int, bytes]], bool]:
         replies: list[tuple[int, bytes]] = []
+        interrupted = False
         while True:
             data = self.sock.recv(1 << 16)
-            offset = 0
-            while offset < len(data):
-                size, mtype, _flags, seq, _pid = _HDR.unpack_from(data, offset)
-                payload = data[offset + _HDR.size:offset + size]
-                offset += (size + 3) & ~3
-                if seq != self.seq:
-                    continue
-                if mtype == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    if code:
-                        raise NetlinkError(code, os.strerror(code))
-                    return replies
-                if mtype == NLMSG_DONE:
-                    return replies
+            for mtype, mflags, payload in split_messages(data, self.seq):
+                interrupted |= bool(mflags & F_DUMP_INTR)
+                if mtype in (NLMSG_ERROR, NLMSG_DONE):
+                    raise_error(mtype, mflags, payload)
+                    return replies, interrupted
                 replies.append((mtype, payload))
 
     # -- links ------------------------------------------------------------------
@@ -105,7 +146,7 @@ class Netlink:
         try:
             replies = self.request(RTM_GETLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, cstr(name)))
         except NetlinkError as exc:
-            if exc.errno in (19, 2):  # ENODEV / ENOENT
+            if exc.errno in (ENODEV, ENOENT):
                 return None
             raise
         return self._link_info(replies[0][1]) if replies else None
@@ -124,11 +165,17 @@ class Netlink:
             "mac": mac_str(a.get(IFLA_ADDRESS, b"")),
             "mtu": struct.unpack("=I", a[IFLA_MTU])[0] if IFLA_MTU in a else 0,
             "master": struct.unpack("=I", a[IFLA_MASTER])[0] if IFLA_MASTER in a else 0,
+            "alias": a.get(IFLA_IFALIAS, b"").rstrip(b"\0").decode(errors="replace"),
         }
 
-    def add_bridge(self, name: str, mtu: int) -> None:
+    def add_bridge(self, name: str, mtu: int, mac: bytes | None = None) -> None:
+        """A bridge; with ``mac`` its own address, which the kernel then never changes as ports come and go."""
         self.request(RTM_NEWLINK, F_CREATE | F_EXCL, _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, cstr(name))
-                     + attr(IFLA_MTU, u32(mtu)) + nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"bridge")))
+                     + attr(IFLA_MTU, u32(mtu)) + (attr(IFLA_ADDRESS, mac) if mac else b"")
+                     + nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"bridge")))
+
+    def set_alias(self, index: int, alias: str) -> None:
+        self.request(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, index, 0, 0) + attr(IFLA_IFALIAS, cstr(alias)))
 
     def add_veth(self, name: str, peer: str, peer_netns_fd: int, mtu: int) -> None:
         """A veth pair whose peer is born in another namespace (by fd) under its final name."""
@@ -154,7 +201,7 @@ class Netlink:
             self.request(RTM_DELLINK, 0, _IFINFO.pack(0, 0, 0, 0, 0) + attr(IFLA_IFNAME, cstr(name)))
             return True
         except NetlinkError as exc:
-            if exc.errno in (19, 2):
+            if exc.errno in (ENODEV, ENOENT):
                 return False
             raise
 
@@ -165,7 +212,7 @@ class Netlink:
             self.request(RTM_NEWADDR, F_CREATE | F_EXCL, _IFADDR.pack(AF_INET, prefixlen, 0, 0, index)
                          + attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw))
         except NetlinkError as exc:
-            if exc.errno != 17:  # EEXIST: the bridge already holds the gateway
+            if exc.errno != EEXIST:  # the bridge already holds the gateway
                 raise
 
     def addrs(self, index: int | None = None) -> list[tuple[int, str, int]]:
@@ -180,7 +227,7 @@ class Netlink:
         return out
 
     def add_route(self, dst: str, prefixlen: int, gateway: str, oif: int) -> None:
-        body = _RTMSG.pack(AF_INET, prefixlen, 0, 0, 254, 3, 0, 1, 0)  # main table, proto boot, universe, unicast
+        body = _RTMSG.pack(AF_INET, prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
         if prefixlen:
             body += attr(RTA_DST, _socket.inet_aton(dst))
         body += attr(RTA_GATEWAY, _socket.inet_aton(gateway)) + attr(RTA_OIF, u32(oif))
@@ -191,7 +238,7 @@ class Netlink:
         out = []
         for _, p in self.request(RTM_GETROUTE, F_DUMP, _RTMSG.pack(AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)):
             fam, dlen, _s, _t, table, _p, _sc, _ty, _f = _RTMSG.unpack_from(p)
-            if table != 254:
+            if table != RT_TABLE_MAIN:
                 continue
             a = parse_attrs(p, _RTMSG.size)
             out.append((_socket.inet_ntoa(a[RTA_DST]) if RTA_DST in a else "0.0.0.0", dlen,

@@ -1,4 +1,5 @@
-"""Enter a network namespace (setns) without importing ctypes.
+"""Enter a namespace (setns) without importing ctypes: the plugin's one way in (the daemon's children
+enter their caller's mount and network namespaces with it too).
 
 ``os.setns`` exists from Python 3.12; Debian 12 ships 3.11, where ``ctypes``
 costs ~4.5 ms to import. ``_ctypes`` (the C half, 0.4 ms) can call libc directly.
@@ -7,10 +8,11 @@ costs ~4.5 ms to import. ``_ctypes`` (the C half, 0.4 ms) can call libc directly
 import os
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
 
 if hasattr(os, "setns"):
-    def setns(fd: int) -> None:
-        os.setns(fd, CLONE_NEWNET)
+    def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
+        os.setns(fd, nstype)
 else:
     import _ctypes
 
@@ -24,8 +26,8 @@ else:
 
     _setns = _CFunc(_ctypes.dlsym(_ctypes.dlopen(None), "setns"))
 
-    def setns(fd: int) -> None:
-        if _setns(fd, CLONE_NEWNET) != 0:
+    def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
+        if _setns(fd, nstype) != 0:
             err = _ctypes.get_errno()
             raise OSError(err, os.strerror(err))
 

@@ -4,6 +4,10 @@ ADD does what stages 02-05 of the lab teach, in one program: the bridge with the
 gateway address (stage 03), a veth per attachment whose pod end is born in the
 pod's namespace as CNI_IFNAME (stage 02), addresses and the default route
 (stages 02, 05), MTU, and optionally a MASQUERADE rule (stage 05).
+
+A completed ADD marks its host end (the link's alias ``cnilab:done``): a second ADD of the
+same attachment is refused (SPEC: the interface exists), while the half-made veth of a
+crashed ADD is cleared by the next ADD or DEL.
 """
 
 import os
@@ -11,89 +15,15 @@ import sys
 import time
 
 from . import SUPPORTED_VERSIONS, addr, fastjson
-from .errors import (CHECK_FAILED, DECODE_FAILURE, IFNAME_EXISTS, INCOMPATIBLE_VERSION, INTERNAL,
-                     INVALID_CONFIG, INVALID_ENV, NOT_AVAILABLE, CniError)
-from .ipam import Pool
-from .netlink import IFF_UP, Netlink, NetlinkError
+from .config import ENV_HELP, Config, attachment_id, check_ifname, container_id, env, host_veth, version_tuple
+from .errors import (CHECK_FAILED, IFNAME_EXISTS, INCOMPATIBLE_VERSION, INTERNAL, INVALID_CONFIG, INVALID_ENV,
+                     NOT_AVAILABLE, CniError, fault)
+from .netlink import EEXIST, IFF_UP, Netlink, NetlinkError
 
 # nsenter (setns via _ctypes) and nat (iptables) are imported only by the verbs that need
 # them: DEL, the verb a runtime waits on most, pays for neither.
 
-ENV_HELP = {
-    "CNI_COMMAND": "one of ADD, DEL, CHECK, VERSION, STATUS, GC",
-    "CNI_CONTAINERID": "the container's ID",
-    "CNI_NETNS": "the path of the container's network namespace, e.g. /var/run/netns/NAME",
-    "CNI_IFNAME": "the interface name to create in the container, e.g. eth0",
-}
-
-
-def version_tuple(v: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in str(v).split("."))
-    except ValueError:
-        return (0,)
-
-
-class Config:
-    """The network configuration on stdin, validated (SPEC section 1)."""
-
-    def __init__(self, raw: bytes):
-        try:
-            conf = fastjson.loads(raw)
-        except ValueError as exc:
-            raise CniError(DECODE_FAILURE, "the network configuration on stdin is not valid JSON", str(exc)) from None
-        if not isinstance(conf, dict):
-            raise CniError(DECODE_FAILURE, "the network configuration must be a JSON object")
-        self.raw = conf
-        self.version = conf.get("cniVersion", "")
-        if self.version not in SUPPORTED_VERSIONS:
-            raise CniError(INCOMPATIBLE_VERSION, f"cniVersion {self.version!r} is not supported",
-                           f"supported: {', '.join(SUPPORTED_VERSIONS)}")
-        self.name = conf.get("name") or ""
-        if not self.name or not (self.name[0].isalnum() and all(c.isalnum() or c in "_.-" for c in self.name)):
-            raise CniError(INVALID_CONFIG, f"network name {self.name!r} is missing or invalid",
-                           "start with a letter or digit; then letters, digits, '_', '.', '-'")
-        self.bridge = conf.get("bridge", "cni0")
-        if not isinstance(self.bridge, str) or not 0 < len(self.bridge.encode()) <= 15:
-            raise CniError(INVALID_CONFIG, f"bridge name {self.bridge!r} must be 1 to 15 bytes (IFNAMSIZ)")
-        self.mtu = conf.get("mtu", 1500)
-        if not isinstance(self.mtu, int) or not 68 <= self.mtu <= 65535:
-            raise CniError(INVALID_CONFIG, f"mtu {self.mtu!r} is out of range", "IPv4 needs 68 to 65535")
-        self.is_gateway = conf.get("isGateway", True)
-        self.default_route = conf.get("isDefaultGateway", True)
-        self.ip_masq = bool(conf.get("ipMasq", False))
-        ipam = conf.get("ipam") or {}
-        if ipam.get("type") not in ("cnilab", None):
-            raise CniError(INVALID_CONFIG, f"ipam.type {ipam.get('type')!r} is not supported",
-                           'cnilab allocates addresses itself: set "ipam": {"type": "cnilab", "subnet": ...}')
-        self.pool = Pool(ipam, self.name)
-        self.ipam = ipam
-        self.subnet = f"{addr.to_str(self.pool.net)}/{self.pool.plen}"
-        self.gateway = addr.to_str(self.pool.gateway)
-
-
-def env(name: str, required: bool = True) -> str:
-    value = os.environ.get(name, "")
-    if required and not value:
-        raise CniError(INVALID_ENV, f"{name} is not set", f"the runtime must set {name}: {ENV_HELP.get(name, '')}")
-    return value
-
-
-def attachment_id(cid: str, ifname: str) -> str:
-    import _sha1  # hashlib costs 4 ms; its sha1 core is builtin
-
-    return _sha1.sha1(f"{cid}/{ifname}".encode()).hexdigest()[:12]
-
-
-def host_veth(cid: str, ifname: str) -> str:
-    """The host end's name, derived from the attachment: DEL finds it even without the netns."""
-    return "vc" + attachment_id(cid, ifname)  # 14 bytes: fits IFNAMSIZ
-
-
-def check_ifname(ifname: str) -> str:
-    if not 0 < len(ifname.encode()) <= 15 or "/" in ifname or " " in ifname:
-        raise CniError(INVALID_ENV, f"CNI_IFNAME {ifname!r} is not a valid interface name", "1 to 15 bytes, no '/' or space")
-    return ifname
+DONE = "cnilab:done"  # the host end's alias once its ADD has completed
 
 
 def result(conf: Config, bridge: dict, host: dict, cont: dict, netns: str, ip: str) -> dict:
@@ -119,21 +49,23 @@ def result(conf: Config, bridge: dict, host: dict, cont: dict, netns: str, ip: s
     return out
 
 
-def _fault(point: str) -> None:
-    """Test hook: CNILAB_CNI_FAULT=POINT kills the plugin there, to prove DEL cleans up after a crash."""
-    if os.environ.get("CNILAB_CNI_FAULT") == point:
-        os._exit(137)
+def _pinned_mac() -> bytes:
+    """A random, locally administered unicast MAC: a bridge with its own address keeps it whatever
+    ports come and go (left to the kernel it takes the lowest port's, and changes when that pod goes)."""
+    raw = bytearray(os.urandom(6))
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return bytes(raw)
 
 
 def ensure_bridge(nl: Netlink, conf: Config) -> dict:
     """Stage 03 in one call: the bridge exists, is up and holds the gateway; stage 05's forwarding is on."""
-    # BEGIN SOLUTION: make sure bridge conf.bridge exists (create it if absent), is up and, when isGateway, holds conf.gateway; with isGateway or ipMasq turn on ip_forward; return nl.link(conf.bridge)
+    # BEGIN SOLUTION: make sure bridge conf.bridge exists (create it if absent, with its own MAC), is up and, when isGateway, holds conf.gateway; with isGateway or ipMasq turn on ip_forward; return nl.link(conf.bridge)
     br = nl.link(conf.bridge)
     if br is None:
         try:
-            nl.add_bridge(conf.bridge, conf.mtu)
+            nl.add_bridge(conf.bridge, conf.mtu, mac=_pinned_mac())
         except NetlinkError as exc:
-            if exc.errno != 17:  # a parallel ADD created it first
+            if exc.errno != EEXIST:  # a parallel ADD created it first
                 raise
         br = nl.link(conf.bridge)
     elif br["kind"] != "bridge":
@@ -160,7 +92,7 @@ def create_veth(nl: Netlink, conf: Config, host_name: str, ifname: str, ns_fd: i
 
 def wire(nl: Netlink, inner: Netlink, conf: Config, bridge: dict, host_name: str, ifname: str, ip: str) -> tuple[dict, dict]:
     """Stages 02, 03 and 05: the host end on the bridge, the pod end addressed and routed."""
-    # BEGIN SOLUTION: make host_name a port of the bridge and bring it up; give the pod end ip/plen, bring it up, add the default route via conf.gateway and the ipam routes; return (host link, pod link)
+    # BEGIN SOLUTION: make host_name a port of the bridge and bring it up; give the pod end ip/plen, bring it up, add the default route via conf.gateway (with isGateway and isDefaultGateway) and the ipam routes; return (host link, pod link)
     host = nl.link(host_name)
     nl.set_link(host["index"], master=bridge["index"], up=True)
     cont = inner.link(ifname)
@@ -184,35 +116,59 @@ def masquerade(conf: Config, ip: str, att: str) -> None:
     # END SOLUTION
 
 
+def _clear_leftover(nl: Netlink, inner: Netlink, conf: Config, host_name: str, ifname: str, att: str) -> None:
+    """Refuse a second ADD of a set-up attachment; clear what a crashed ADD of it left (SPEC: ADD must
+    fail when CNI_IFNAME exists, so a pod's interface is never silently rebuilt)."""
+    mine = nl.link(host_name)
+    if mine is not None and mine["alias"] == DONE:
+        raise CniError(IFNAME_EXISTS, f"interface {ifname} of this container is already set up",
+                       "ADD was called twice for one container and ifname: call DEL first")
+    if mine is not None:  # a crashed ADD of this very attachment: its pod end goes with it
+        nl.del_link(host_name)
+        if conf.ip_masq:
+            from . import nat
+
+            nat.remove(conf.name, only=att)
+    if inner.link(ifname) is not None:
+        raise CniError(IFNAME_EXISTS, f"interface {ifname} already exists in the container",
+                       "choose another CNI_IFNAME, or DEL the attachment that made it first")
+
+
 def cmd_add(conf: Config) -> dict:
-    cid, netns, ifname = env("CNI_CONTAINERID"), env("CNI_NETNS"), check_ifname(env("CNI_IFNAME"))
+    cid, netns, ifname = container_id(), env("CNI_NETNS"), check_ifname(env("CNI_IFNAME"))
     try:
         ns_fd = os.open(netns, os.O_RDONLY)
     except OSError as exc:
         raise CniError(INVALID_ENV, f"CNI_NETNS {netns} cannot be opened: {exc.strerror}", "pass an existing network namespace path") from None
     from .nsenter import InNetns
 
+    att, host_name = attachment_id(cid, ifname), host_veth(cid, ifname)
+    guard = conf.pool.attachment_lock(att)
+    fault("after-lock")
     nl = Netlink()
     with InNetns(netns):
         inner = Netlink()  # bound to the pod's namespace for as long as it lives
     try:
-        # a crashed ADD of this very attachment left its veth (its pod end holds ifname): clear it first
-        nl.del_link(host_veth(cid, ifname))
-        if inner.link(ifname) is not None:
-            raise CniError(IFNAME_EXISTS, f"interface {ifname} already exists in {netns}", "choose another CNI_IFNAME or DEL first")
+        _clear_leftover(nl, inner, conf, host_name, ifname, att)
         bridge = ensure_bridge(nl, conf)
-        att = attachment_id(cid, ifname)
         ip = addr.to_str(conf.pool.reserve(cid, ifname, att))
-        host_name = host_veth(cid, ifname)
+        fault("after-reserve")
         try:
             create_veth(nl, conf, host_name, ifname, ns_fd)
-            _fault("after-veth")
+            fault("after-veth")
             host, cont = wire(nl, inner, conf, bridge, host_name, ifname, ip)
+            fault("after-wire")
             if conf.ip_masq:
                 masquerade(conf, ip, att)
-            _fault("after-masq")
+            fault("after-masq")
+            fault("before-done")
+            nl.set_alias(host["index"], DONE)  # from here on, a second ADD is refused
         except BaseException:
             nl.del_link(host_name)
+            if conf.ip_masq:
+                from . import nat
+
+                nat.remove(conf.name, only=att)
             conf.pool.release(cid, ifname, att)
             raise
         return result(conf, bridge, host, cont, netns, ip)
@@ -220,29 +176,35 @@ def cmd_add(conf: Config) -> dict:
         inner.close()
         nl.close()
         os.close(ns_fd)
+        conf.pool.drop_attachment_lock(att, guard)
 
 
 def cmd_del(conf: Config) -> None:
     """Idempotent: every step tolerates the thing being gone already (SPEC: DEL must not fail on missing resources)."""
-    cid, ifname = env("CNI_CONTAINERID"), env("CNI_IFNAME")
-    # BEGIN SOLUTION: delete the host end host_veth(cid, ifname) (its peer goes with it), remove the attachment's MASQUERADE rule if ipMasq, release its address
-    nl = Netlink()
+    cid, ifname = container_id(), env("CNI_IFNAME")
+    att = attachment_id(cid, ifname)
+    guard = conf.pool.attachment_lock(att)  # an ADD of this attachment still at work finishes (or dies) first
     try:
-        nl.del_link(host_veth(cid, ifname))
-    finally:
-        nl.close()
-    if conf.ip_masq:
-        from . import nat
+        # BEGIN SOLUTION: delete the host end host_veth(cid, ifname) (its peer goes with it), remove the attachment's MASQUERADE rule if ipMasq, release its address
+        nl = Netlink()
+        try:
+            nl.del_link(host_veth(cid, ifname))
+        finally:
+            nl.close()
+        if conf.ip_masq:
+            from . import nat
 
-        nat.remove(conf.name, only=attachment_id(cid, ifname))
-    conf.pool.release(cid, ifname, attachment_id(cid, ifname))
-    # END SOLUTION
+            nat.remove(conf.name, only=attachment_id(cid, ifname))
+        conf.pool.release(cid, ifname, attachment_id(cid, ifname))
+        # END SOLUTION
+    finally:
+        conf.pool.drop_attachment_lock(att, guard)
 
 
 def cmd_check(conf: Config) -> None:
     if version_tuple(conf.version) < (0, 4, 0):
         raise CniError(INCOMPATIBLE_VERSION, f"CHECK does not exist in cniVersion {conf.version}", "use 0.4.0 or later")
-    cid, netns, ifname = env("CNI_CONTAINERID"), env("CNI_NETNS"), env("CNI_IFNAME")
+    cid, netns, ifname = container_id(), env("CNI_NETNS"), env("CNI_IFNAME")
     prev = conf.raw.get("prevResult")
     if not isinstance(prev, dict):
         raise CniError(INVALID_CONFIG, "CHECK needs prevResult", "the runtime passes the cached ADD result as prevResult")
@@ -256,6 +218,7 @@ def cmd_check(conf: Config) -> None:
     finally:
         nl.close()
     # END SOLUTION
+    _check_outside_the_pod(conf, cid, ifname, prev)
     if not os.path.exists(netns):
         raise CniError(CHECK_FAILED, f"network namespace {netns} is gone")
     from .nsenter import InNetns
@@ -263,10 +226,13 @@ def cmd_check(conf: Config) -> None:
     with InNetns(netns):
         inner = Netlink()
     try:
-        # BEGIN SOLUTION: in the pod, fail with CHECK_FAILED unless ifname exists, holds every address of prevResult and every route of prevResult is there
+        # BEGIN SOLUTION: in the pod, fail with CHECK_FAILED unless ifname exists with the MAC of prevResult, holds every address of prevResult and every route of prevResult is there
         cont = inner.link(ifname)
         if cont is None:
             raise CniError(CHECK_FAILED, f"interface {ifname} is missing in {netns}")
+        want = next((i.get("mac") for i in prev.get("interfaces") or [] if i.get("name") == ifname and i.get("sandbox")), None)
+        if want and want.lower() != cont["mac"]:
+            raise CniError(CHECK_FAILED, f"interface {ifname} has MAC {cont['mac']}, not {want} as ADD made it")
         have = {f"{ip}/{plen}" for _, ip, plen in inner.addrs(cont["index"])}
         for ipc in prev.get("ips") or []:
             if ipc["address"] not in have:
@@ -281,19 +247,47 @@ def cmd_check(conf: Config) -> None:
         inner.close()
 
 
+def _check_outside_the_pod(conf: Config, cid: str, ifname: str, prev: dict) -> None:
+    """SPEC CHECK: resources the result does not list -- the IP reservation, the firewall rule -- must be there too."""
+    att = attachment_id(cid, ifname)
+    for ipc in prev.get("ips") or []:
+        ip = addr.to_int(ipc["address"].partition("/")[0])
+        if not conf.pool.holds(cid, ifname, att, ip):
+            raise CniError(CHECK_FAILED, f"the IPAM holds no reservation of {ipc['address']} for this container",
+                           "the address could be handed to another pod: delete and re-add this one")
+    if conf.ip_masq:
+        from . import nat
+
+        if att not in nat.attachments(conf.name):
+            raise CniError(CHECK_FAILED, "the pod's MASQUERADE rule is missing (ipMasq)", "its traffic leaves the node unmasqueraded")
+
+
+def _valid_attachments(conf: Config) -> dict[tuple[str, str], str]:
+    """GC's list of attachments still in use, checked before anything is removed."""
+    if version_tuple(conf.version) < (1, 1, 0):
+        raise CniError(INCOMPATIBLE_VERSION, f"GC does not exist in cniVersion {conf.version}", "GC is new in 1.1.0")
+    listed = conf.raw.get("cni.dev/valid-attachments")
+    if not isinstance(listed, list):
+        raise CniError(INVALID_CONFIG, "GC needs cni.dev/valid-attachments: without it every pod would look stale",
+                       "the runtime must list the attachments still in use (an empty list removes all)")
+    pairs = set()
+    for a in listed:
+        if not (isinstance(a, dict) and isinstance(a.get("containerID"), str) and isinstance(a.get("ifname"), str)):
+            raise CniError(INVALID_CONFIG, f"a valid attachment must be {{containerID, ifname}}, not {a!r}",
+                           "nothing was removed")
+        pairs.add((a["containerID"], a["ifname"]))
+    return {pair: attachment_id(*pair) for pair in pairs}
+
+
 def cmd_gc(conf: Config) -> None:
-    pairs = {(a.get("containerID", ""), a.get("ifname", "")) for a in conf.raw.get("cni.dev/valid-attachments") or []}
-    valid = {pair: attachment_id(*pair) for pair in pairs}
-    # BEGIN SOLUTION: release the addresses of attachments not in valid, delete their host ends (vc* ports of the bridge), remove their MASQUERADE rules
+    valid = _valid_attachments(conf)
+    # BEGIN SOLUTION: release the addresses of attachments not in valid, delete their host ends (only this network's: the ones its IPAM knows), remove their MASQUERADE rules
+    stale = conf.pool.attachments() - set(valid.values())
     conf.pool.keep_only(valid)
-    keep_hosts = {"vc" + a for a in valid.values()}
     nl = Netlink()
     try:
-        br = nl.link(conf.bridge)
-        if br is not None:
-            for link in nl.links():
-                if link["master"] == br["index"] and link["name"].startswith("vc") and link["name"] not in keep_hosts:
-                    nl.del_link(link["name"])
+        for att in stale:
+            nl.del_link("vc" + att)
     finally:
         nl.close()
     if conf.ip_masq:
@@ -304,6 +298,7 @@ def cmd_gc(conf: Config) -> None:
 
 
 def cmd_status(conf: Config) -> None:
+    conf.pool.usable()
     # BEGIN SOLUTION: fail with NOT_AVAILABLE (50) when every address of the pool is allocated
     if conf.pool.used() >= conf.pool.capacity:
         raise CniError(NOT_AVAILABLE, f"the address pool of {conf.name} is exhausted", "ADD would fail until pods are deleted")

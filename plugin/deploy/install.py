@@ -43,7 +43,7 @@ def pod_cidr(node: str) -> str:
 
 def conflist(cidr: str) -> dict:
     return {"cniVersion": "1.0.0", "name": "cnilab", "plugins": [
-        {"type": "cnilab", "bridge": "cni0", "isGateway": True, "ipMasq": True, "mtu": int(os.environ.get("CNILAB_MTU", "1500")),
+        {"type": "cnilab", "bridge": "cni0", "isGateway": True, "isDefaultGateway": True, "ipMasq": True, "mtu": int(os.environ.get("CNILAB_MTU", "1500")),
          "ipam": {"type": "cnilab", "subnet": cidr, "dataDir": "/var/lib/cni/cnilab"}},
         {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}]}
 

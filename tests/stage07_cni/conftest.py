@@ -219,7 +219,8 @@ CRI_NETWORK = "k8s-pod-network"
 def logged_conflist(name: str, version: str, subnet: str, work: Path) -> dict:
     """A conflist of cnilab alone, logging each call to WORK/cnilab.log and keeping its IPAM in WORK/ipam."""
     return {"cniVersion": version, "name": name, "plugins": [
-        {"type": "cnilab", "bridge": "cni0", "mtu": 1500, "logFile": str(work / "cnilab.log"),
+        {"type": "cnilab", "bridge": "cni0", "isGateway": True, "isDefaultGateway": True, "mtu": 1500,
+         "logFile": str(work / "cnilab.log"),
          "ipam": {"type": "cnilab", "subnet": subnet, "dataDir": str(work / "ipam")}}]}
 
 

@@ -82,7 +82,7 @@ def test_pod_is_pending_without_cni_then_running_with_an_ip_from_cnilab(cluster)
                    check=True)
     subprocess.run(["docker", "cp", f"{bin_dir}/.", f"{node}:/opt/cni/bin/"], check=True)
     conflist = {"cniVersion": "1.0.0", "name": "cnilab", "plugins": [
-        {"type": "cnilab", "bridge": "cni0", "ipMasq": True,
+        {"type": "cnilab", "bridge": "cni0", "isGateway": True, "isDefaultGateway": True, "ipMasq": True,
          "ipam": {"type": "cnilab", "subnet": pod_cidr, "dataDir": "/var/lib/cni/cnilab"}}]}
     (work / "10-cnilab.conflist").write_text(json.dumps(conflist))
     subprocess.run(["docker", "cp", str(work / "10-cnilab.conflist"), f"{node}:/etc/cni/net.d/.10-cnilab.tmp"], check=True)

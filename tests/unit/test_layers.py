@@ -100,3 +100,16 @@ def test_the_old_flat_names_are_the_same_modules(old):
 
     assert importlib.import_module(f"cnilab.{old}") is importlib.import_module(MOVED[old])
     assert importlib.import_module(f"cnilab.{old}").__spec__.name == MOVED[old]
+
+
+def test_the_checker_knows_every_fault_point_of_cnilabs_plugin():
+    """The conformance case ``fault.hook`` crashes cnilab's plugin at each of its points: the same list."""
+    import importlib.util
+
+    from cnilab.conformance.checks_lifecycle import CNILAB_FAULT_POINTS
+    from cnilab.core.suite import plugin_dir
+
+    spec = importlib.util.spec_from_file_location("plugin_errors", plugin_dir() / "cnilab_cni" / "errors.py")
+    errors = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(errors)
+    assert CNILAB_FAULT_POINTS == errors.FAULT_POINTS
