@@ -19,6 +19,7 @@ import selectors
 import signal
 import socket
 import sys
+import threading  # imported here, warm: a child that imported it itself would pay ~2 ms per call
 
 from . import plugin  # noqa: F401 -- imported here once, so children start warm
 from . import config, fastjson, ipam, nat, netlink  # noqa: F401
@@ -78,8 +79,6 @@ def _child(conn: socket.socket) -> None:
 def _die_with_the_shim(conn: socket.socket) -> None:
     """The runtime gave up on this call when it killed the shim: then stop at once, as a plugin process
     it killed would. (Started after setns: a process with threads cannot enter a mount namespace.)"""
-    import threading
-
     def watch() -> None:
         try:
             conn.recv(1)  # the shim sends nothing more: this returns only when it is gone
