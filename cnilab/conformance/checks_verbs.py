@@ -148,7 +148,7 @@ def add_gateway(s: Session) -> None:
 def add_ifname_exists(s: Session) -> None:
     baseline = warmed(s)
     pod = s.pod()
-    pod.ipr.link("add", ifname="eth0", kind="veth", peer="eth0p")  # gone with the pod's namespace
+    pod.veth("taken")[0].rename("eth0")  # an eth0 of someone else's
     index = pod.link("eth0").index
     try:
         s.runtime.add(s.conflist(), s.attachment(pod))
@@ -297,7 +297,7 @@ def check_detects(s: Session, how: str) -> None:
         pod.del_route("default")
     elif how == "mac-changed":
         applies(iface.get("mac"), "the result gives no MAC for the pod's interface")
-        pod.ipr.link("set", index=eth.index, address="02:00:00:00:be:ef")
+        eth.set_mac("02:00:00:00:be:ef")
     elif how == "host-end-detached":
         hosts = host_links(s, result)
         bridges = [n for n, k in hosts.items() if k == "bridge"]

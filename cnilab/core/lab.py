@@ -237,8 +237,10 @@ def _signals_held() -> Iterator[None]:
     owner, held = os.getpid(), []
 
     def hold(signum: int, frame: Any) -> None:
-        if not _died_as_forked_helper(signum, owner):
+        if os.getpid() == owner:
             held.append(signum)
+        # else: a helper forked inside the block (pyroute2 forks to create a namespace) finishes its
+        # short job; killed halfway, it would leave a namespace nobody registered
 
     previous = {sig: signal.getsignal(sig) for sig in _HELD_SIGNALS}
     for sig in _HELD_SIGNALS:

@@ -119,6 +119,12 @@ class Link:
                                do=lambda: self.ns.ipr.link("set", index=self.index, mtu=int(mtu))))
         return self
 
+    def set_mac(self, mac: str) -> "Link":
+        """Give the link another hardware address (``ip link set X address MAC``)."""
+        self.ns.lab.apply(Step(ip_cmd(self.ns.name, "link", "set", self.name, "address", mac),
+                               do=lambda: self.ns.ipr.link("set", index=self.index, address=mac)))
+        return self
+
     def set_master(self, bridge: "Link") -> "Link":
         """Attach this link to ``bridge`` as a port (``ip link set X master BR``)."""
         if bridge.ns is not self.ns:

@@ -61,8 +61,16 @@ class Namespace:
             self._ipr = None
 
     def create(self) -> None:
-        self.lab.apply(Step(shell("ip", "netns", "add", self.name), do=lambda: pyr_netns.create(self.name),
+        self.lab.apply(Step(shell("ip", "netns", "add", self.name), do=self._create,
                             undo=self._remove, undo_command=shell("ip", "netns", "del", self.name)))
+
+    def _create(self) -> None:
+        try:
+            pyr_netns.create(self.name)
+        except BaseException:  # its helper process died halfway: the mount may exist, unregistered
+            if os.path.exists(nsexec.netns_path(self.name)):
+                pyr_netns.remove(self.name)
+            raise
 
     def _remove(self) -> None:
         self.close()
@@ -217,6 +225,11 @@ class Namespace:
         self.lab.apply(Step(ip_cmd(self.name, "neigh", "add", ip, "lladdr", mac, "dev", dev.name, "nud", "permanent"),
                             do=lambda: self.ipr.neigh("add", dst=ip, lladdr=mac, ifindex=dev.index, state=NUD_PERMANENT)))
 
+    def del_neighbour(self, ip: str, dev: Link) -> None:
+        """Remove the ARP entry for ``ip`` on ``dev`` (``ip neigh del IP dev DEV``)."""
+        self.lab.apply(Step(ip_cmd(self.name, "neigh", "del", ip, "dev", dev.name),
+                            do=lambda: self.ipr.neigh("del", dst=ip, ifindex=dev.index)))
+
     def neighbours(self, dev: Link) -> list[tuple[str, str, int]]:
         """(ip, mac, NUD state) of the IPv4 neighbour entries on ``dev``."""
         return [(n.get("NDA_DST"), n.get("NDA_LLADDR"), n["state"])
@@ -230,7 +243,7 @@ class Namespace:
                     try:
                         self.ipr.neigh("del", dst=n.get("NDA_DST"), ifindex=dev.index)
                     except NetlinkError as exc:
-                        if exc.code != 2:  # ENOENT: it expired meanwhile, which is the goal
+                        if exc.code != errno.ENOENT:  # it expired meanwhile, which is the goal
                             raise
 
         self.lab.apply(Step(ip_cmd(self.name, "neigh", "flush", "dev", dev.name), do=flush))

@@ -78,7 +78,7 @@ def check_kernel() -> list[Finding]:
         attempt("veth", "modprobe veth (CONFIG_VETH)", lambda: ns.veth("dv0"))
         attempt("bridge", "modprobe bridge (CONFIG_BRIDGE)", lambda: ns.bridge("dbr0"))
         attempt("vxlan", "modprobe vxlan (CONFIG_VXLAN)",
-                lambda: ns.ipr.link("add", ifname=lab.name("dvx"), kind="vxlan", vxlan_id=42, vxlan_port=4789))
+                lambda: ns.vxlan("dvx", 42, local="192.0.2.1"))
         if shutil.which("iptables"):
             attempt("nat (iptables MASQUERADE)", "modprobe nf_nat nft_chain_nat (CONFIG_NF_NAT)",
                     lambda: ns.iptables("-A", "POSTROUTING", "-o", "lo", "-j", "MASQUERADE", table="nat"))

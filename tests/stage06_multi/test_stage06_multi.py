@@ -138,7 +138,7 @@ def test_p2p_without_the_flood_entry_to_a_peer_its_pods_are_cut_off_and_the_diag
 @pytest.mark.parametrize("mode", ["routed"], indirect=True)
 def test_routed_without_the_permanent_arp_entry_the_diagnosis_names_it(cluster, mode):
     node1, node2 = cluster[0], cluster[1]
-    node1.ns.ipr.neigh("del", dst=node2.vtep_ip, ifindex=node1.vtep.index)
+    node1.ns.del_neighbour(node2.vtep_ip, node1.vtep)
     assert_node2_cut_off_from_node1(cluster, "permanent ARP entry", node2.vtep_ip)
 
 
