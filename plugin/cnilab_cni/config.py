@@ -91,14 +91,48 @@ def container_id() -> str:
     return cid
 
 
+def ifname_ok(ifname: str) -> bool:
+    """SPEC: an interface name is 1-15 bytes, not '.' or '..', without '/', ':' or white space."""
+    return (0 < len(ifname.encode()) <= 15 and ifname not in (".", "..")
+            and not any(c in "/:" or c.isspace() for c in ifname))
+
+
 def check_ifname(ifname: str) -> str:
-    """An interface name the kernel takes: 1-15 bytes, not '.' or '..', no '/', ':' or white space."""
-    bad = (not 0 < len(ifname.encode()) <= 15 or ifname in (".", "..")
-           or any(c in "/:" or c.isspace() for c in ifname))
-    if bad:
+    """An interface name the kernel takes (``ifname_ok``), else code 4."""
+    if not ifname_ok(ifname):
         raise CniError(INVALID_ENV, f"CNI_IFNAME {ifname!r} is not a valid interface name",
                        "1 to 15 bytes, not '.' or '..', without '/', ':' or white space")
     return ifname
+
+
+def attachment_ok(cid: object, ifname: object) -> bool:
+    """Could (cid, ifname) be an attachment this plugin made? (It refuses every other pair at ADD.)"""
+    return isinstance(cid, str) and isinstance(ifname, str) and _name_chars_ok(cid) and ifname_ok(ifname)
+
+
+def valid_attachments(conf: Config) -> dict[tuple[str, str], str]:
+    """GC's list of attachments still in use, checked before anything is removed.
+
+    SPEC 1.1.0 GC: the runtime gives the set of attachments still valid, and the plugin may remove the
+    resources of attachments outside that set. Without the set (or with one GC cannot read) no attachment
+    is provably outside it, so GC answers code 7 (invalid network config, naming the key) and removes
+    nothing; GC is a verb of 1.1.0, so an older cniVersion is code 1 (incompatible version). libcni sends
+    the set also as ``cni.dev/attachments`` (its name in a draft of the spec): taken when the other is absent."""
+    if version_tuple(conf.version) < (1, 1, 0):
+        raise CniError(INCOMPATIBLE_VERSION, f"GC does not exist in cniVersion {conf.version}", "GC is new in 1.1.0")
+    key = "cni.dev/valid-attachments" if "cni.dev/valid-attachments" in conf.raw else "cni.dev/attachments"
+    listed = conf.raw.get(key)
+    if not isinstance(listed, list):
+        raise CniError(INVALID_CONFIG, "GC needs cni.dev/valid-attachments (a list): without it every pod would look stale",
+                       "the runtime must list the attachments still in use (an empty list removes all); nothing was removed")
+    pairs = set()
+    for a in listed:
+        if not (isinstance(a, dict) and attachment_ok(a.get("containerID"), a.get("ifname"))):
+            raise CniError(INVALID_CONFIG, f"the valid attachment {a!r} has no valid containerID and ifname",
+                           "nothing was removed: a containerID starts with a letter or digit, then letters, digits, "
+                           "'_', '.', '-'; an ifname has 1-15 bytes, no '/', ':' or white space")
+        pairs.add((a["containerID"], a["ifname"]))
+    return {pair: attachment_id(*pair) for pair in pairs}
 
 
 def attachment_id(cid: str, ifname: str) -> str:

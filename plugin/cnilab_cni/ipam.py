@@ -10,10 +10,16 @@ the index ``att-<id>`` is written first (naming the address about to be taken),
 then the record is written to a temporary file named by the attachment and
 hard-linked to the address's name (``link`` fails if the address is taken). A
 crash at any point leaves what the attachment's DEL knows how to remove: the
-index, perhaps the record, perhaps the temporary file (``*.tmp.<id>``).
+index, perhaps the record, perhaps the temporary file (``*.tmp.<id>``). An index
+alone (a crash before the record) proves nothing: the address it names may have
+gone to another attachment since, so only a record that names the attachment is
+its reservation. Temporary files are written and consumed under the lock, so one
+that the lock's holder sees belongs to a dead call: the next reservation removes it.
 An flock on ``lock`` serialises allocators; waiting longer than the timeout is
 "try again later" (code 11). ``lock-<id>`` serialises the calls of one
-attachment (an ADD a runtime gave up on, and the DEL that follows it).
+attachment (an ADD a runtime gave up on, and the DEL that follows it); its holder
+removes it as it lets go, so a lock is held only once it is still the file of
+that name (else the waiter locks the new one).
 """
 
 import fcntl
@@ -51,33 +57,49 @@ class Pool:
 
     # -- state on disk ------------------------------------------------------------
     def _lock(self, name: str = "lock") -> int:
+        path = os.path.join(self.dir, name)
         try:
             os.makedirs(self.dir, exist_ok=True)
-            fd = os.open(os.path.join(self.dir, name), os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise CniError(IO_FAILURE, f"cannot use the IPAM data directory {self.dir}: {exc.strerror}") from None
         deadline = time.monotonic() + LOCK_TIMEOUT
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise CniError(TRY_AGAIN_LATER, f"the IPAM lock in {self.dir} is busy", "another ADD/DEL holds it; retry") from None
-                time.sleep(0.001)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise CniError(IO_FAILURE, f"cannot use the IPAM data directory {self.dir}: {exc.strerror}") from None
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        os.close(fd)
+                        raise CniError(TRY_AGAIN_LATER, f"the IPAM lock {path} is busy", "another call holds it; retry") from None
+                    time.sleep(0.001)
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # its last holder removed the file as it let go: lock the one in its place
 
-    def _entries(self) -> dict[int, tuple[str, str]]:
-        out = {}
+    def _records(self):
+        """(name, content) of each address record."""
         for name in os.listdir(self.dir):
-            if name.count(".") == 3 and name[0].isdigit():
+            if name[0].isdigit() and name.count(".") == 3:
                 try:
                     with open(os.path.join(self.dir, name)) as f:
-                        cid, _, ifname = f.read().partition("\n")
+                        yield name, f.read()
                 except FileNotFoundError:
                     continue
-                out[addr.to_int(name)] = (cid, ifname.strip())
-        return out
+
+    def _owner(self, ip: int) -> str | None:
+        try:
+            with open(os.path.join(self.dir, addr.to_str(ip))) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
 
     def _write_atomic(self, path: str, data: str, *, exclusive: bool, attachment: str) -> bool:
         """Write ``data`` to a temporary file, then link (exclusive) or rename it into place.
@@ -123,9 +145,14 @@ class Pool:
         fd = self._lock()
         try:
             mine = self._indexed(attachment)
-            if mine is not None and os.path.exists(os.path.join(self.dir, addr.to_str(mine))):
+            if mine is not None and self._owner(mine) == f"{cid}\n{ifname}":
                 return mine  # a retried ADD of the same attachment keeps its address
-            taken = {n for n in os.listdir(self.dir) if n[0].isdigit() and n.count(".") == 3}
+            taken = set()
+            for n in os.listdir(self.dir):
+                if ".tmp." in n:
+                    _unlink(os.path.join(self.dir, n))  # written and consumed under this lock: its writer died
+                elif n[0].isdigit() and n.count(".") == 3:
+                    taken.add(n)
             try:
                 with open(os.path.join(self.dir, "last_reserved_ip")) as f:
                     last = addr.to_int(f.read().strip())
@@ -172,31 +199,68 @@ class Pool:
         finally:
             os.close(fd)
 
-    def keep_only(self, valid: dict[tuple[str, str], str]) -> list[int]:
-        """GC: release every address whose attachment is not in ``valid`` ({(cid, ifname): attachment id})."""
+    def keep_only(self, valid: dict[tuple[str, str], str], then=None, others: set[str] = frozenset()) -> set[str]:
+        """GC: release every reservation (and every file) of the attachments not in ``valid``
+        ({(cid, ifname): attachment id}); return their ids. ``others``: more attachment ids the caller
+        knows of (its NAT rules), stale too unless valid or at work. ``then(ids)`` runs before any file
+        goes, while the stale attachments are locked: GC deletes their host ends and rules there, so no
+        ADD of one begins under it, and a GC that dies half-way leaves files the next GC finds again.
+
+        Left alone, as nothing proves them stale: a record that names no attachment this plugin could have
+        made (an older plugin's, for a container ID it should have refused), and an attachment whose ADD or
+        DEL holds its lock (at work: an ADD the runtime has not listed yet)."""
         if not os.path.isdir(self.dir):
-            return []
+            return set()
+        from .config import attachment_id, attachment_ok
+
         fd = self._lock()
+        held: dict[str, int | None] = {}  # the stale attachments, each with its lock (None: it had no lock file)
+        busy: set[str] = set()
+
+        def free(att: str) -> bool:
+            if att in held or att in busy:
+                return att in held
+            try:
+                lock = os.open(os.path.join(self.dir, f"lock-{att}"), os.O_RDWR)
+            except FileNotFoundError:
+                held[att] = None
+                return True
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock)
+                busy.add(att)
+                return False
+            held[att] = lock
+            return True
+
         try:
-            gone = []
-            for ip, owner in self._entries().items():
-                if owner not in valid:
-                    try:
-                        os.unlink(os.path.join(self.dir, addr.to_str(ip)))
-                    except FileNotFoundError:
-                        pass
-                    gone.append(ip)
+            doomed = []
+            for name, content in self._records():
+                cid, sep, ifname = content.partition("\n")
+                if sep and attachment_ok(cid, ifname) and (cid, ifname) not in valid and free(attachment_id(cid, ifname)):
+                    doomed.append(name)
             keep = set(valid.values())
             for name in os.listdir(self.dir):
                 att = _attachment_of(name)
-                if att is not None and att not in keep:
-                    _unlink(os.path.join(self.dir, name))
-            return gone
+                if ".tmp." in name or (att is not None and att not in keep and free(att) and not name.startswith("lock-")):
+                    doomed.append(name)
+            for att in others - keep:
+                free(att)
+            if then is not None:
+                then(set(held))
+            for name in doomed:
+                _unlink(os.path.join(self.dir, name))
+            return set(held)
         finally:
+            for att, lock in held.items():
+                if lock is not None:
+                    _unlink(os.path.join(self.dir, f"lock-{att}"))
+                    os.close(lock)
             os.close(fd)
 
     def used(self) -> int:
-        return len(self._entries()) if os.path.isdir(self.dir) else 0
+        return sum(1 for n in os.listdir(self.dir) if n[0].isdigit() and n.count(".") == 3) if os.path.isdir(self.dir) else 0
 
     def attachments(self) -> set[str]:
         """The ids of the attachments this network's IPAM knows (an index file each)."""
@@ -204,11 +268,7 @@ class Pool:
 
     def holds(self, cid: str, ifname: str, attachment: str, ip: int) -> bool:
         """Does the reservation of ``ip`` belong to this attachment (CHECK)?"""
-        try:
-            with open(os.path.join(self.dir, addr.to_str(ip))) as f:
-                return f.read() == f"{cid}\n{ifname}" and self._indexed(attachment) == ip
-        except FileNotFoundError:
-            return False
+        return self._owner(ip) == f"{cid}\n{ifname}" and self._indexed(attachment) == ip
 
     def usable(self) -> None:
         """STATUS: ADD can work only where the data directory can be made and written."""

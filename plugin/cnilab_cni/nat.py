@@ -57,11 +57,12 @@ def attachments(network: str) -> set[str]:
     return {att for att, _ in _tagged(network)}
 
 
-def remove(network: str, keep: set[str] | None = None, only: str | None = None) -> int:
-    """Delete this network's rules: those of attachment ``only``, or all but ``keep``."""
+def remove(network: str, keep: set[str] | None = None, only: str | set[str] | None = None) -> int:
+    """Delete this network's rules: those of attachment(s) ``only``, or all but ``keep``."""
+    only = {only} if isinstance(only, str) else only
     removed = 0
     for attachment, words in _tagged(network):
-        if (only is not None and attachment != only) or (keep is not None and attachment in keep):
+        if (only is not None and attachment not in only) or (keep is not None and attachment in keep):
             continue
         _iptables("-D", *words[1:])
         removed += 1
