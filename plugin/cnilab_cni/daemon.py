@@ -55,6 +55,7 @@ def _read_call(conn: socket.socket) -> tuple[dict[str, str], list[int]]:
 def _child(conn: socket.socket) -> None:
     """In the forked child: become the caller, run the plugin, exit with its code."""
     code = 1
+    os.setpgid(0, 0)  # a group of its own: killed with its shim, it takes the iptables it runs along
     signal.set_wakeup_fd(-1)  # the daemon's signal plumbing is not the call's
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
@@ -67,6 +68,7 @@ def _child(conn: socket.socket) -> None:
             os.dup2(fd, target)
             os.close(fd)
         _die_with_the_shim(conn)
+        plugin.CALLER_GONE = lambda: _hung_up(conn)
         os.environ.clear()
         os.environ.update(env)
         plugin.SERVED_BY = "daemon"
@@ -78,15 +80,28 @@ def _child(conn: socket.socket) -> None:
 
 def _die_with_the_shim(conn: socket.socket) -> None:
     """The runtime gave up on this call when it killed the shim: then stop at once, as a plugin process
-    it killed would. (Started after setns: a process with threads cannot enter a mount namespace.)"""
+    it killed would, and so do the commands it runs (iptables). (Started after setns: a process with
+    threads cannot enter a mount namespace.) Its attachment's lock dies with it, so the runtime's DEL,
+    which waits for that lock, clears what the call had made; a call killed before it took the lock
+    sees the shim gone once it has it (``plugin.CALLER_GONE``) and begins nothing."""
     def watch() -> None:
         try:
             conn.recv(1)  # the shim sends nothing more: this returns only when it is gone
         except OSError:
             pass
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Has the shim that brought this call gone (its end of the connection closed)?"""
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 PR_SET_PDEATHSIG = 1

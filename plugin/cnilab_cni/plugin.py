@@ -7,7 +7,7 @@ pod's namespace as CNI_IFNAME (stage 02), addresses and the default route
 
 A completed ADD marks its host end (the link's alias ``cnilab:done``): a second ADD of the
 same attachment is refused (SPEC: the interface exists), while the half-made veth of a
-crashed ADD is cleared by the next ADD or DEL.
+crashed ADD is cleared by the next ADD or DEL (see ``_clear_leftover``).
 """
 
 import os
@@ -15,7 +15,8 @@ import sys
 import time
 
 from . import SUPPORTED_VERSIONS, addr, fastjson
-from .config import ENV_HELP, Config, attachment_id, check_ifname, container_id, env, host_veth, version_tuple
+from .config import (ENV_HELP, Config, attachment_id, check_ifname, container_id, env, host_veth, valid_attachments,
+                     version_tuple)
 from .errors import (CHECK_FAILED, IFNAME_EXISTS, INCOMPATIBLE_VERSION, INTERNAL, INVALID_CONFIG, INVALID_ENV,
                      NOT_AVAILABLE, CniError, fault)
 from .netlink import EEXIST, IFF_UP, Netlink, NetlinkError
@@ -24,6 +25,9 @@ from .netlink import EEXIST, IFF_UP, Netlink, NetlinkError
 # them: DEL, the verb a runtime waits on most, pays for neither.
 
 DONE = "cnilab:done"  # the host end's alias once its ADD has completed
+
+#: thick mode: the daemon's child sets it to a test of whether the shim that brought the call still lives
+CALLER_GONE = None
 
 
 def result(conf: Config, bridge: dict, host: dict, cont: dict, netns: str, ip: str) -> dict:
@@ -118,7 +122,19 @@ def masquerade(conf: Config, ip: str, att: str) -> None:
 
 def _clear_leftover(nl: Netlink, inner: Netlink, conf: Config, host_name: str, ifname: str, att: str) -> None:
     """Refuse a second ADD of a set-up attachment; clear what a crashed ADD of it left (SPEC: ADD must
-    fail when CNI_IFNAME exists, so a pod's interface is never silently rebuilt)."""
+    fail when CNI_IFNAME exists, so a pod's interface is never silently rebuilt).
+
+    How a completed ADD is told from a crashed one: the very last step of ADD, after every other
+    change (veth, addresses, routes, NAT rule, reservation), sets the host end's alias to ``DONE``.
+    The host end's name is derived from (container ID, ifname), so it is found without the pod.
+    - host end with the mark: a completed ADD -> error 101, nothing touched;
+    - host end without it: an ADD of this attachment that died (SIGKILL, a runtime's timeout) between
+      creating the veth and marking it -> its veth goes (the pod end with it) and so does its NAT rule;
+      its reservation is kept and reused by this ADD (the IPAM finds it by the attachment);
+    - no host end but CNI_IFNAME in the pod: not ours (or another network's) -> error 101.
+    The attachment's lock is held, so no ADD of it is at work while this looks. An ADD killed after the
+    mark had finished its work: it counts as completed (DEL clears it), there is nothing else to tell it by.
+    """
     mine = nl.link(host_name)
     if mine is not None and mine["alias"] == DONE:
         raise CniError(IFNAME_EXISTS, f"interface {ifname} of this container is already set up",
@@ -144,6 +160,8 @@ def cmd_add(conf: Config) -> dict:
 
     att, host_name = attachment_id(cid, ifname), host_veth(cid, ifname)
     guard = conf.pool.attachment_lock(att)
+    if CALLER_GONE is not None and CALLER_GONE():
+        os._exit(137)  # its runtime killed the call before it began (and may have run its DEL): begin nothing
     fault("after-lock")
     nl = Netlink()
     with InNetns(netns):
@@ -171,7 +189,8 @@ def cmd_add(conf: Config) -> dict:
                 nat.remove(conf.name, only=att)
             conf.pool.release(cid, ifname, att)
             raise
-        return result(conf, bridge, host, cont, netns, ip)
+        # the bridge's MAC as it is now that a port has joined (one the plugin did not make may take a port's)
+        return result(conf, nl.link(conf.bridge) or bridge, host, cont, netns, ip)
     finally:
         inner.close()
         nl.close()
@@ -248,8 +267,19 @@ def cmd_check(conf: Config) -> None:
 
 
 def _check_outside_the_pod(conf: Config, cid: str, ifname: str, prev: dict) -> None:
-    """SPEC CHECK: resources the result does not list -- the IP reservation, the firewall rule -- must be there too."""
-    att = attachment_id(cid, ifname)
+    """SPEC CHECK: resources the result does not list -- the IP reservation, the firewall rule -- must be there
+    too; and the host end must have the MAC the result gave it."""
+    att, name = attachment_id(cid, ifname), host_veth(cid, ifname)
+    want = next((i.get("mac") for i in prev.get("interfaces") or [] if i.get("name") == name and not i.get("sandbox")), None)
+    if isinstance(want, str) and want:
+        nl = Netlink()
+        try:
+            host = nl.link(name)
+        finally:
+            nl.close()
+        if host is not None and want.lower() != host["mac"]:
+            raise CniError(CHECK_FAILED, f"the host end {name} has MAC {host['mac']}, not {want} as ADD made it",
+                           "the pod's traffic is forwarded by MAC: delete and re-add this pod")
     for ipc in prev.get("ips") or []:
         ip = addr.to_int(ipc["address"].partition("/")[0])
         if not conf.pool.holds(cid, ifname, att, ip):
@@ -262,38 +292,27 @@ def _check_outside_the_pod(conf: Config, cid: str, ifname: str, prev: dict) -> N
             raise CniError(CHECK_FAILED, "the pod's MASQUERADE rule is missing (ipMasq)", "its traffic leaves the node unmasqueraded")
 
 
-def _valid_attachments(conf: Config) -> dict[tuple[str, str], str]:
-    """GC's list of attachments still in use, checked before anything is removed."""
-    if version_tuple(conf.version) < (1, 1, 0):
-        raise CniError(INCOMPATIBLE_VERSION, f"GC does not exist in cniVersion {conf.version}", "GC is new in 1.1.0")
-    listed = conf.raw.get("cni.dev/valid-attachments")
-    if not isinstance(listed, list):
-        raise CniError(INVALID_CONFIG, "GC needs cni.dev/valid-attachments: without it every pod would look stale",
-                       "the runtime must list the attachments still in use (an empty list removes all)")
-    pairs = set()
-    for a in listed:
-        if not (isinstance(a, dict) and isinstance(a.get("containerID"), str) and isinstance(a.get("ifname"), str)):
-            raise CniError(INVALID_CONFIG, f"a valid attachment must be {{containerID, ifname}}, not {a!r}",
-                           "nothing was removed")
-        pairs.add((a["containerID"], a["ifname"]))
-    return {pair: attachment_id(*pair) for pair in pairs}
-
-
 def cmd_gc(conf: Config) -> None:
-    valid = _valid_attachments(conf)
+    valid = valid_attachments(conf)
+
     # BEGIN SOLUTION: release the addresses of attachments not in valid, delete their host ends (only this network's: the ones its IPAM knows), remove their MASQUERADE rules
-    stale = conf.pool.attachments() - set(valid.values())
-    conf.pool.keep_only(valid)
-    nl = Netlink()
-    try:
-        for att in stale:
-            nl.del_link("vc" + att)
-    finally:
-        nl.close()
+    rules: set[str] = set()
     if conf.ip_masq:
         from . import nat
 
-        nat.remove(conf.name, keep=set(valid.values()))
+        rules = nat.attachments(conf.name)
+
+    def remove(stale: set[str]) -> None:  # while the stale attachments are locked: no ADD of one starts meanwhile
+        nl = Netlink()
+        try:
+            for att in stale:
+                nl.del_link("vc" + att)
+        finally:
+            nl.close()
+        if rules & stale:
+            nat.remove(conf.name, only=rules & stale)
+
+    conf.pool.keep_only(valid, then=remove, others=rules)
     # END SOLUTION
 
 
