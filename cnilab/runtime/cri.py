@@ -24,6 +24,7 @@ from ..core import processes
 from ..core.errors import LabError, Todo
 from ..core.netns import Namespace
 from ..core.wait import wait_for
+from .rootfs import BUSYBOX, busybox_rootfs, is_static
 
 IMAGE = "docker.io/cnilab/busybox:1"
 APPLETS = ("sh", "sleep", "ping", "ip", "cat", "nc", "true")
@@ -57,8 +58,6 @@ def unavailable() -> str | None:
     for tool, pkg in (("containerd", "containerd"), ("ctr", "containerd"), ("runc", "runc"), ("nsenter", "util-linux")):
         if shutil.which(tool) is None:
             return f"`{tool}` is missing: apt-get install -y {pkg}"
-    from .nodes import BUSYBOX, is_static
-
     if not is_static(BUSYBOX):
         return "a static busybox is needed for the local image: apt-get install -y busybox-static"
     try:
@@ -71,18 +70,7 @@ def unavailable() -> str | None:
 
 def image_archive(tag: str = IMAGE) -> bytes:
     """A docker-archive tarball (manifest.json, config, one layer) of busybox and its applets."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as tar:
-        tar.add("/bin/busybox", arcname="bin/busybox")
-        for applet in APPLETS:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
-        for d in ("proc", "sys", "dev", "etc", "tmp"):
-            info = tarfile.TarInfo(d)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-    layer_bytes = layer.getvalue()
+    layer_bytes = busybox_rootfs(APPLETS, dirs=("proc", "sys", "dev", "etc", "tmp"))
     config = json.dumps({"architecture": "amd64", "os": "linux",
                          "config": {"Cmd": ["/bin/sleep", "2147483647"], "Env": ["PATH=/bin"]},
                          "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer_bytes).hexdigest()}"]}}).encode()

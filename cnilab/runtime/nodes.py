@@ -11,14 +11,13 @@ exactly as it configures a plain namespace -- the container needs no tools.
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
 from typing import TYPE_CHECKING
 
 from ..core.errors import LabError
 from ..core.names import check_nsname
 from ..core.step import Step, shell
+from .rootfs import BUSYBOX, busybox_rootfs, is_static
 
 if TYPE_CHECKING:
     from ..core.lab import Lab
@@ -28,7 +27,6 @@ IMAGE = "cnilab-node:1"
 LABEL = "cnilab.prefix"
 #: the private daemon `./lab.sh dockerd` starts (no bridge, no iptables: hermetic)
 PRIVATE_SOCKET = "/run/cnilab/docker.sock"
-BUSYBOX = "/bin/busybox"
 KINDS = ("netns", "docker")
 
 
@@ -73,27 +71,12 @@ def require_docker() -> str:
     return "docker"
 
 
-def is_static(path: str) -> bool:
-    if not os.path.exists(path):
-        return False
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    return b"/lib64/ld-linux" not in head and b"/lib/ld-linux" not in head
-
-
 def ensure_image() -> str:
     """Build the node image from a rootfs tar (busybox + applet links), like `docker import`; never pull."""
     client = _client()
     if not client.images.list(name=IMAGE):
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            tar.add(BUSYBOX, arcname="bin/busybox")
-            for applet in ("sh", "sleep", "ip", "ping"):
-                link = tarfile.TarInfo(f"bin/{applet}")
-                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-                tar.addfile(link)
         repo, tag = IMAGE.split(":")
-        client.api.import_image_from_data(buf.getvalue(), repository=repo, tag=tag)
+        client.api.import_image_from_data(busybox_rootfs(("sh", "sleep", "ip", "ping")), repository=repo, tag=tag)
     return IMAGE
 
 

@@ -1,11 +1,12 @@
 """Stage 02 proofs: the cable exists, carries traffic both ways, and every ingredient matters."""
 
+from cnilab.core.netns import ip_of
 from cnilab.observe.probes import assert_no_ping
 from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
 
-HOST_IP, POD_IP = "10.0.2.1", "10.0.2.2"
+HOST_IP, POD_IP = ip_of(stage.HOST_IP), ip_of(stage.POD_IP)
 
 
 def test_each_end_lives_in_its_namespace_and_names_its_peer(veth, host, pod):

@@ -5,7 +5,9 @@ bridge: a virtual L2 switch that floods unknown frames, learns which MAC sits
 behind which port, and -- with an address of its own -- is the pods' gateway.
 """
 
-from cnilab.core.netns import ip_of
+from typing import NamedTuple
+
+from cnilab.core.netns import Link, Namespace, ip_of
 from cnilab.observe.probes import assert_ping
 from cnilab.teach.recipe import Recipe
 from cnilab.observe.trace import Trace, captured
@@ -45,17 +47,29 @@ def bridge(lab, host):
     return make_bridge(lab, host, GATEWAY)
 
 
+class Plugged(NamedTuple):
+    """A pod plugged into a bridge: its namespace, and the host end of its cable (a port of the bridge)."""
+
+    pod: Namespace
+    port: Link
+
+
+def port_name(pod: str) -> str:
+    """The host end of pod POD's cable is called h-POD (the one place that says so)."""
+    return f"h-{pod}"
+
+
 @recipe.helper
 def plug(lab, host, bridge, name, cidr):
-    """Create pod namespace `name` and wire it to `bridge`: a veth whose host end `h-NAME` is a bridge
-    port and whose pod end `eth0` holds `cidr`. Returns the pod namespace."""
-    # BEGIN SOLUTION: create the pod namespace `name`, a veth h-NAME (host) <-> eth0 (pod), make h-NAME a port of the bridge, give eth0 `cidr`, bring both ends up
+    """Create pod namespace `name` and wire it to `bridge`: a veth whose host end `port_name(name)` (h-NAME)
+    is a bridge port and whose pod end `eth0` holds `cidr`. Returns Plugged(pod, port)."""
+    # BEGIN SOLUTION: create the pod namespace `name`, a veth port_name(name) (host) <-> eth0 (pod), make the host end a port of the bridge, give eth0 `cidr`, bring both ends up
     pod = lab.netns(name)
-    host_end, pod_end = host.veth(f"h-{name}", pod, "eth0")
+    host_end, pod_end = host.veth(port_name(name), pod, "eth0")
     host_end.set_master(bridge).up()
     pod_end.add_address(cidr).up()
     # END SOLUTION
-    return pod
+    return Plugged(pod, host_end)
 
 
 @recipe.fixture
@@ -64,7 +78,16 @@ def pods(lab, host, bridge):
 
     {name: namespace} for every pod of POD_IPS, each plugged into the bridge.
     """
-    return {name: plug(lab, host, bridge, name, cidr) for name, cidr in POD_IPS.items()}
+    return {name: plug(lab, host, bridge, name, cidr).pod for name, cidr in POD_IPS.items()}
+
+
+@recipe.fixture
+def ports(host, pods):
+    """Name: ports. Scope: function. Depends: host, pods.
+
+    {name: the host end of the pod's cable}, each a port of the bridge.
+    """
+    return {name: host.link(port_name(name)) for name in pods}
 
 
 @recipe.trace

@@ -13,13 +13,12 @@ IP = {**{name: ip_of(cidr) for name, cidr in stage.POD_IPS.items()}, "gateway": 
 AF_BRIDGE = 7
 
 
-def test_bridge_holds_the_gateway_and_every_pod_port(host, bridge, pods):
+def test_bridge_holds_the_gateway_and_every_pod_port(bridge, ports):
     st = bridge.state()
     assert st.kind == "bridge" and st.up
     assert bridge.addresses() == [stage.GATEWAY], f"the bridge must hold the gateway {stage.GATEWAY}"
-    for name in pods:
-        port = host.link(f"h-{name}").state()
-        assert port.master == st.index, f"h-{name} is not a port of {bridge.name}"
+    for name, port in ports.items():
+        assert port.state().master == st.index, f"{port.name} (pod {name}) is not a port of {bridge.name}"
 
 
 def test_all_pairs_ping(host, bridge, pods):
@@ -41,7 +40,7 @@ def test_arp_request_is_flooded_to_other_pods(lab, pods):
     assert asks, f"pod3 did not see pod1's ARP request for pod2; it saw:\n{seen.summary()}"
 
 
-def test_bridge_fdb_learns_each_pod_mac_on_its_port(host, bridge, pods):
+def test_bridge_fdb_learns_each_pod_mac_on_its_port(host, bridge, pods, ports):
     for name in pods:
         assert_ping(pods[name], IP["gateway"], count=1)
     learned = {}
@@ -49,12 +48,12 @@ def test_bridge_fdb_learns_each_pod_mac_on_its_port(host, bridge, pods):
         learned.setdefault(entry["ifindex"], set()).add(entry.get("NDA_LLADDR"))
     for name, pod in pods.items():
         mac = pod.link("eth0").state().mac
-        port = host.link(f"h-{name}").index
-        assert mac in learned.get(port, set()), f"the bridge did not learn {name}'s MAC {mac} on port h-{name}"
+        port = ports[name]
+        assert mac in learned.get(port.index, set()), f"the bridge did not learn {name}'s MAC {mac} on port {port.name}"
 
 
-def test_detached_port_isolates_its_pod(host, pods):
-    host.link("h-pod3").nomaster()
+def test_detached_port_isolates_its_pod(pods, ports):
+    ports["pod3"].nomaster()
     assert_no_ping(pods["pod3"], IP["pod1"])
     assert_no_ping(pods["pod3"], IP["gateway"])
     assert_ping(pods["pod1"], IP["pod2"], count=1)

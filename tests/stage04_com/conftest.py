@@ -16,7 +16,7 @@ HINTS = [
     "cnilab.observe.probes.EchoServer(namespace, port) listens before it returns: no waiting needed.",
     "The server belongs in pod1: `EchoServer(pods[\"pod1\"], PORT)`; return it (tests count its connections).",
 ]
-host, bridge, pods = recipe.reuse("host", "bridge", "pods")
+host, bridge, pods, ports = recipe.reuse("host", "bridge", "pods", "ports")
 
 PORT = 7000
 

@@ -6,12 +6,13 @@ import socket
 import pytest
 
 from cnilab.observe.probes import socat_roundtrip, socat_server, tcp_roundtrip
-from cnilab.teach.recipe import stage_module
+from cnilab.core.netns import ip_of
+from cnilab.teach.recipe import load_conftest, stage_module
 
 stage = stage_module(__file__)
 
-POD1 = "10.0.3.11"
-PORT = 7000
+POD1 = ip_of(load_conftest(stage.recipe.base.path).POD_IPS["pod1"])
+PORT = stage.PORT
 
 
 def test_payload_is_echoed_byte_exact(echo_server, pods):
@@ -32,9 +33,9 @@ def test_no_listener_is_refused_not_a_timeout(pods):
         tcp_roundtrip(pods["pod2"], POD1, 7999, b"x", timeout=3)
 
 
-def test_unreachable_pod_is_a_timeout_not_a_refusal(echo_server, host, pods):
+def test_unreachable_pod_is_a_timeout_not_a_refusal(echo_server, pods, ports):
     """Negative proof: with pod1's port off the bridge nothing answers, not even RST."""
-    host.link("h-pod1").nomaster()
+    ports["pod1"].nomaster()
     with pytest.raises(socket.timeout):
         tcp_roundtrip(pods["pod2"], POD1, PORT, b"x", timeout=0.5)
 

@@ -7,12 +7,13 @@ import pytest
 from cnilab.observe.capture import capture
 from cnilab.observe.diagnose import why_unreachable
 from cnilab.observe.probes import assert_no_ping, assert_ping, tcp_roundtrip
-from cnilab.teach.recipe import stage_module
+from cnilab.core.netns import ip_of
+from cnilab.teach.recipe import load_conftest, stage_module
 
 stage = stage_module(__file__)
 
-SERVER, PORT = "203.0.113.10", 80
-UPLINK, POD1 = "192.0.2.1", "10.0.3.11"
+SERVER, PORT = stage.SERVER_IP, stage.SERVER_PORT
+UPLINK, POD1 = ip_of(stage.UPLINK_IP), ip_of(load_conftest(stage.recipe.base.path).POD_IPS["pod1"])
 
 
 def ip_packets(cap):

@@ -59,6 +59,7 @@ class Node:
     bridge: Link
     vtep: Link | None = None
     pods: dict[str, tuple[Namespace, str]] = field(default_factory=dict)  # name -> (namespace, ip)
+    ports: dict[str, Link] = field(default_factory=dict)  # name -> the host end of the pod's cable
 
     @property
     def subnet(self) -> str:
@@ -102,9 +103,9 @@ def add_node(lab, underlay, n, mode, cluster, kind="netns"):
     node = Node(n, node_ns, ip, make_bridge(lab, node_ns, gateway_cidr(mode, n), name="cni0"))
     for k in range(1, PODS_PER_NODE + 1):
         name, cidr = f"n{n}p{k}", pod_cidr(mode, n, k)
-        pod = plug(lab, node_ns, node.bridge, name, cidr)
-        # BEGIN SOLUTION: set the MTU of both ends of the pod's veth to POD_MTU; in routed mode give the pod a default route via the node's gateway
-        node_ns.link(f"h-{name}").set_mtu(POD_MTU)
+        pod, node.ports[name] = plug(lab, node_ns, node.bridge, name, cidr)
+        # BEGIN SOLUTION: set the MTU of both ends of the pod's veth (node.ports[name] and the pod's eth0) to POD_MTU; in routed mode give the pod a default route via the node's gateway
+        node.ports[name].set_mtu(POD_MTU)
         pod.link("eth0").set_mtu(POD_MTU)
         if mode == "routed":
             pod.add_route("default", via=ip_of(gateway_cidr(mode, n)))
@@ -122,7 +123,7 @@ def keep_flows_in_order(node, port):
     and its port on the switch. Real machines get this from the NIC, which hands a flow to one receive
     queue; a veth receives each packet on the CPU that sent it, and a TCP sender sends from two CPUs (its
     own, and the one that handles the ACKs): the flow arrives out of order and is retransmitted."""
-    node.ns.steer_flows(node.ns.link("eth0"), *(node.ns.link(f"h-{name}") for name in node.pods))
+    node.ns.steer_flows(node.ns.link("eth0"), *node.ports.values())
     for pod, _ in node.pods.values():
         pod.steer_flows(pod.link("eth0"))
     port.ns.steer_flows(port)

@@ -40,7 +40,8 @@ def test_underlay_carries_vxlan_between_pod_addresses(lab, cluster, mode, underl
     # the ping itself; other frames (IPv6 link-local chatter flooded in p2p mode) may come from any node
     ping = [p for p in wrapped if IP in p[VXLAN].payload and {p[VXLAN].payload[IP].src, p[VXLAN].payload[IP].dst} == {src_ip, dst_ip}]
     assert ping, f"no inner packet between {src_ip} and {dst_ip}:\n{cap.summary()}"
-    assert {(p[IP].src, p[IP].dst) for p in ping} == {("198.18.0.1", "198.18.0.2"), ("198.18.0.2", "198.18.0.1")}, \
+    nodes = (cluster[0].ip, cluster[1].ip)
+    assert {(p[IP].src, p[IP].dst) for p in ping} == {nodes, nodes[::-1]}, \
         "the outer addresses of the ping must be exactly the two nodes' underlay addresses"
     assert not [p for p in cap.packets if IP in p and not (UDP in p) and p[IP].src == src_ip], \
         "a pod address appeared unwrapped on the underlay"
@@ -58,7 +59,7 @@ def test_every_cable_end_a_node_receives_on_steers_each_flow_to_one_cpu(cluster,
     cpus = os.sched_getaffinity(0)
     for node in cluster:
         ends = [(node.ns, node.ns.link("eth0")), (underlay.ns, underlay.ns.link(f"ul-n{node.n}"))]
-        ends += [(node.ns, node.ns.link(f"h-{name}")) for name in node.pods]
+        ends += [(node.ns, port) for port in node.ports.values()]
         ends += [(pod_ns, pod_ns.link("eth0")) for pod_ns, _ in node.pods.values()]
         for ns, link in ends:
             assert ns.flow_steering(link) == cpus, f"{link.name} in {ns.short}: RPS is not on every CPU"
@@ -75,7 +76,7 @@ def test_mtu_is_underlay_minus_50_and_df_ping_fits_exactly(cluster, mode):
 def test_a_pod_mtu_above_the_overlay_mtu_loses_big_packets(cluster, mode):
     """Negative proof: a pod left at the underlay's 1500 sends frames the VXLAN device cannot carry."""
     (src, _), (_, dst_ip) = pod(cluster, 1, 1), pod(cluster, 2, 1)
-    cluster[0].ns.link("h-n1p1").set_mtu(1500)
+    cluster[0].ports["n1p1"].set_mtu(1500)
     src.link("eth0").set_mtu(1500)
     assert_ping(src, dst_ip, count=1, size=POD_MTU - 28, dont_fragment=True)
     assert_no_ping(src, dst_ip, size=1500 - 28, dont_fragment=True)
