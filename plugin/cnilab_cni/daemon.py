@@ -55,11 +55,11 @@ def _read_call(conn: socket.socket) -> tuple[dict[str, str], list[int]]:
 def _child(conn: socket.socket) -> None:
     """In the forked child: become the caller, run the plugin, exit with its code."""
     code = 1
-    os.setpgid(0, 0)  # a group of its own: killed with its shim, it takes the iptables it runs along
     signal.set_wakeup_fd(-1)  # the daemon's signal plumbing is not the call's
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     try:
+        os.setpgid(0, 0)  # a group of its own: killed with its shim, it takes the iptables it runs along
         env, fds = _read_call(conn)
         net, mnt, stdin, stdout, stderr = fds
         _enter(mnt, "mnt", CLONE_NEWNS)
@@ -89,7 +89,9 @@ def _die_with_the_shim(conn: socket.socket) -> None:
             conn.recv(1)  # the shim sends nothing more: this returns only when it is gone
         except OSError:
             pass
-        os.killpg(0, signal.SIGKILL)
+        if os.getpgid(0) == os.getpid():  # its own group (never the daemon's)
+            os.killpg(0, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True).start()
 
