@@ -22,7 +22,7 @@ import sys
 import threading  # imported here, warm: a child that imported it itself would pay ~2 ms per call
 
 from . import plugin  # noqa: F401 -- imported here once, so children start warm
-from . import config, fastjson, ipam, nat, netlink  # noqa: F401
+from . import bridgemac, config, fastjson, ipam, nat, netlink  # noqa: F401
 from .nsenter import CLONE_NEWNET, CLONE_NEWNS, setns
 
 MAX_ENV = 1 << 20

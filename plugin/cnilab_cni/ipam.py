@@ -147,12 +147,11 @@ class Pool:
             mine = self._indexed(attachment)
             if mine is not None and self._owner(mine) == f"{cid}\n{ifname}":
                 return mine  # a retried ADD of the same attachment keeps its address
-            taken = set()
-            for n in os.listdir(self.dir):
-                if ".tmp." in n:
-                    _unlink(os.path.join(self.dir, n))  # written and consumed under this lock: its writer died
-                elif n[0].isdigit() and n.count(".") == 3:
-                    taken.add(n)
+            names = os.listdir(self.dir)
+            taken = {n for n in names if n[0].isdigit() and n.count(".") == 3}
+            if ".tmp." in "/".join(names):  # written and consumed under this lock: their writers died
+                for n in [n for n in names if ".tmp." in n]:
+                    _unlink(os.path.join(self.dir, n))
             try:
                 with open(os.path.join(self.dir, "last_reserved_ip")) as f:
                     last = addr.to_int(f.read().strip())

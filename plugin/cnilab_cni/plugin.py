@@ -25,6 +25,7 @@ from .netlink import EEXIST, IFF_UP, Netlink, NetlinkError
 # them: DEL, the verb a runtime waits on most, pays for neither.
 
 DONE = "cnilab:done"  # the host end's alias once its ADD has completed
+OWN_MAC = "cnilab:own-mac"  # the bridge's alias once the plugin has pinned its MAC (bridgemac.py)
 
 #: thick mode: the daemon's child sets it to a test of whether the shim that brought the call still lives
 CALLER_GONE = None
@@ -169,6 +170,10 @@ def cmd_add(conf: Config) -> dict:
     try:
         _clear_leftover(nl, inner, conf, host_name, ifname, att)
         bridge = ensure_bridge(nl, conf)
+        if bridge["alias"] != OWN_MAC:  # its MAC not pinned yet: it is new, or the plugin did not make it
+            from .bridgemac import pin
+
+            bridge = pin(nl, bridge, _pinned_mac, OWN_MAC)
         ip = addr.to_str(conf.pool.reserve(cid, ifname, att))
         fault("after-reserve")
         try:
@@ -189,8 +194,7 @@ def cmd_add(conf: Config) -> dict:
                 nat.remove(conf.name, only=att)
             conf.pool.release(cid, ifname, att)
             raise
-        # the bridge's MAC as it is now that a port has joined (one the plugin did not make may take a port's)
-        return result(conf, nl.link(conf.bridge) or bridge, host, cont, netns, ip)
+        return result(conf, bridge, host, cont, netns, ip)
     finally:
         inner.close()
         nl.close()
