@@ -3,7 +3,9 @@
 A listed deviation is reported as "known deviation" instead of "fail", so a reference plugin's run stays
 readable (the report shows the spec sentence the case cites); a deviation that no longer occurs is a
 plain pass. Rows: the plugin family (``Target.family``), the plugin type ("*": every plugin of the
-family), the case (``id`` or ``id[variant]``), and what the plugin does instead.
+family), the case (``id`` or ``id[variant]``), what the plugin does instead, and -- where a case can
+fail in more than one way -- the words the failure must contain to be this deviation (after a second
+``|``), so that no other failure of the case hides behind it.
 """
 
 from __future__ import annotations
@@ -18,15 +20,26 @@ containernetworking-plugins | * | del.missing[netns-gone] | stops at a missing n
 containernetworking-plugins | * | check.detects[nat-rule-removed] | CHECK does not look at the ipMasq rules (SPEC: CHECK should report missing firewall rules)
 containernetworking-plugins | * | input.string-boolean | a string where a boolean belongs is refused as a generic error (code 999), not 7
 containernetworking-plugins | * | fault.killed-add[ipam-lock-held] | the IPAM delegate (host-local, a child process) outlives the killed plugin and goes on with its reservation
-containernetworking-plugins | ptp | fault.killed-add | DEL after an ADD killed before its ipMasq rule existed fails on deleting that rule (iptables -D: no such rule)
+containernetworking-plugins | * | fault.killed-add | DEL after an ADD killed before its ipMasq rule existed fails on deleting that rule (iptables -D: no such rule) | iptables -t nat -D
 """
 
-DEVIATIONS: dict[tuple[str, str, str], str] = {
-    (family, plugin, case): why
-    for family, plugin, case, why in (tuple(part.strip() for part in row.split("|", 3))
-                                      for row in _TABLE.strip().splitlines())
-}
+def _rows() -> dict[tuple[str, str, str], tuple[str, str]]:
+    rows = {}
+    for line in _TABLE.strip().splitlines():
+        family, plugin, case, rest = (part.strip() for part in line.split("|", 3))
+        why, _, when = (part.strip() for part in rest.partition(" | "))
+        rows[(family, plugin, case)] = (why, when)
+    return rows
 
 
-def deviation(family: str, plugin_type: str, case: str) -> str | None:
-    return DEVIATIONS.get((family, plugin_type, case)) or DEVIATIONS.get((family, "*", case))
+DEVIATIONS = _rows()
+
+
+def deviation(family: str, plugin_type: str, case: str, detail: str = "") -> str | None:
+    """What the listed deviation says, if this failure (its ``detail``) is that deviation."""
+    for key in ((family, plugin_type, case), (family, "*", case)):
+        if key in DEVIATIONS:
+            why, when = DEVIATIONS[key]
+            if when in detail:
+                return why
+    return None

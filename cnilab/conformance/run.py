@@ -55,8 +55,8 @@ class Report:
         4 nothing could be checked here (every case skipped, e.g. a kernel without the plugin's link kind)."""
         if self.count(Verdict.ERROR):
             return 3
-        if self.outcomes and self.count(Verdict.SKIPPED) == len(self.outcomes):
-            return 4
+        if not any(self.count(v) for v in (Verdict.PASS, Verdict.FAIL, Verdict.DEVIATION)):
+            return 4  # every case skipped or not applicable: nothing was judged
         return 1 if any(o.fails_run(self.strict) for o in self.outcomes) else 0
 
 
@@ -144,7 +144,8 @@ def run_case(target: Target, case: str, req: Requirement, variant: str | None) -
         if lab is not None:
             lab.teardown()
     if outcome.verdict is Verdict.FAIL:
-        known = deviation(target.family, target.type, case) or deviation(target.family, target.type, req.id)
+        known = (deviation(target.family, target.type, case, outcome.detail)
+                 or deviation(target.family, target.type, req.id, outcome.detail))
         if known:
             outcome.verdict, outcome.detail = Verdict.DEVIATION, f"{known} ({outcome.detail})"
     return outcome
