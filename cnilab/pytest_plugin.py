@@ -189,6 +189,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.longrepr = f"{item.nodeid}: {call.excinfo.value}"
         if isinstance(call.excinfo.value, Todo):
             report.cnilab_todo = str(call.excinfo.value)
+            report.cnilab_todo_at = (call.excinfo.value.stage, call.excinfo.value.function, str(item.path.parent.parent))
 
 
 def pytest_report_teststatus(report, config):
@@ -196,6 +197,24 @@ def pytest_report_teststatus(report, config):
     if getattr(report, "cnilab_todo", None):
         return "todo", "T", "TODO"
     return None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    session.config._cnilab_items = list(session.items)  # type: ignore[attr-defined]
+
+
+def waiting_for(report: pytest.TestReport, items: list[pytest.Item]) -> int:
+    """How many of the session's tests need the TODO ``report`` failed on: every test whose fixtures run the
+    TODO's step -- not only those that met it first (a test needing two TODOs fails on one of them)."""
+    from pathlib import Path
+
+    from .teach.recipe import load_stage, steps_using
+
+    stage, function, tests = getattr(report, "cnilab_todo_at", (None, None, None))
+    if stage is None:
+        return 1
+    users = steps_using(load_stage(stage, Path(tests)), function)
+    return sum(1 for item in items if users & set(getattr(item, "fixturenames", ())))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -218,7 +237,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     todos: dict[str, int] = {}
     for report in terminalreporter.stats.get("todo", []):
-        todos[report.cnilab_todo] = todos.get(report.cnilab_todo, 0) + 1
+        todos[report.cnilab_todo] = waiting_for(report, getattr(config, "_cnilab_items", []))
     if todos:
         terminalreporter.write_sep("-", "workbook: what to build next")
         for line, waiting in todos.items():

@@ -1,6 +1,6 @@
-"""Mutation check: is every solution step really checked by the tests?
+"""Mutation check: is every solution step really checked -- and is a wrong step rightly diagnosed?
 
-Run as root: `sudo .venv/bin/python tools/mutation.py [--stages 2,3]`.
+Run as root: `sudo .venv/bin/python tools/mutation.py [--stages 2,3] [--wrong | --all]`.
 
 For every marked solution block (``# BEGIN SOLUTION`` ... ``# END SOLUTION``, the same blocks the
 workbook turns into TODOs), each of its steps -- one top-level statement at a time -- is replaced
@@ -8,6 +8,12 @@ by ``pass`` in a scratch copy of the suite, and that stage's tests run (stopping
 failure). A removal no test notices is a surviving mutant: the step is either unnecessary or not
 proven necessary. The table shows, for each removal, the first failure message, which should name
 the missing mechanism.
+
+With ``--wrong`` the mutants are the plausible wrong steps of ``tools/wrong_steps.py`` (wrong
+interface, namespace, address, prefix, table, chain, order; a forgotten ``up`` or ``return``). Each
+declares the words a right diagnosis contains; the table then says, per mutant, whether it was caught
+and whether the first failure message names the mistake. Goals: every mutant caught, >= 90% rightly
+diagnosed.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import re
 import sys
 import tempfile
 import time
+from xml.etree import ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnilab.teach.workbook import Block, blocks, export, solution_files, source_root
+from wrong_steps import STEPS, Wrong
 
 from cnilab.core.processes import run_nested
 from cnilab.teach.stages import stage_dir
@@ -35,12 +43,29 @@ BIN = Path(sys.executable).parent
 @dataclass
 class Mutant:
     block: Block
-    first: int   # 1-based line numbers of the removed statement
+    first: int   # 1-based line numbers of the removed statement (a removal)
     last: int
     text: str
+    wrong: Wrong | None = None  # a wrong step instead of a removal
     killed: bool = False
     message: str = ""
+    diagnosed: bool = False
     seconds: float = 0.0
+
+    def apply(self, original: str) -> str:
+        if self.wrong is None:
+            lines = original.splitlines()
+            indent = re.match(r"\s*", lines[self.first - 1]).group(0)
+            lines[self.first - 1:self.last] = [f"{indent}pass  # mutant: step removed"]
+            return "\n".join(lines) + "\n"
+        lines = original.splitlines(keepends=True)
+        before, inside, after = lines[:self.block.begin], "".join(lines[self.block.begin:self.block.end + 1]), lines[self.block.end + 1:]
+        for old, new in self.wrong.edits:
+            if inside.count(old) != 1:
+                raise SystemExit(f"wrong step {self.wrong.what!r}: {old!r} occurs {inside.count(old)} times in "
+                                 f"{self.block.path}:{self.block.begin + 1} (must be exactly once): fix tools/wrong_steps.py")
+            inside = inside.replace(old, new)
+        return "".join(before) + inside + "".join(after)
 
 
 def steps(block: Block) -> list[tuple[int, int, str]]:
@@ -61,60 +86,95 @@ def target(block: Block) -> list[str]:
     return [str(stage_dir(block.stage, Path("tests")))]
 
 
-FAILED = re.compile(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$")
-
-
 def run(mutant: Mutant, scratch: Path) -> None:
     path = scratch / mutant.block.path
     original = path.read_text()
-    lines = original.splitlines()
-    indent = re.match(r"\s*", lines[mutant.first - 1]).group(0)
-    lines[mutant.first - 1:mutant.last] = [f"{indent}pass  # mutant: step removed"]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(mutant.apply(original))
     started = time.monotonic()
+    report = scratch / "mutant.xml"
     try:
-        done = run_nested([str(BIN / "pytest"), "-x", "-q", "-rfE", "-p", "no:cacheprovider", *target(mutant.block)],
-                              cwd=scratch, capture_output=True, text=True, timeout=600)
+        done = run_nested([str(BIN / "pytest"), "-x", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                           *target(mutant.block)], cwd=scratch, capture_output=True, text=True, timeout=600)
     finally:
         path.write_text(original)
     mutant.seconds = time.monotonic() - started
     mutant.killed = done.returncode != 0
-    out = done.stdout.splitlines()
-    failed = [m for m in map(FAILED.match, out) if m]
-    errors = [line[1:].strip() for line in out if line.startswith("E ")]
-    # what the student reads: the diagnosis if there is one, else the first assertion line
-    why = next((e for e in errors if e.startswith("Diagnosis:")), errors[0] if errors else "")
-    if not why:  # one-line LabError reports: "nodeid: message"
-        why = next((line.split(": ", 1)[1] for line in out if line.startswith("tests/") and ": " in line), "")
-    test = failed[0].group(2).split("::")[-1] if failed else ""
-    mutant.message = f"{test}: {why}"[:260] if mutant.killed else ""
+    test, message = first_failure(report) if report.exists() else ("", done.stdout[-300:])
+    mutant.message = f"{test}: {message}"[:300] if mutant.killed else ""
+    # judged on what a student reads first: the failure's message (its diagnosis included), not the values
+    # pytest's introspection prints below it, where any word may turn up by chance
+    mutant.diagnosed = mutant.killed and bool(mutant.wrong) and all(w.lower() in message.lower() for w in mutant.wrong.words)
+
+
+def first_failure(junit: Path) -> tuple[str, str]:
+    """(test name, message) of the first failed or erroring test of a JUnit report."""
+    for case in ElementTree.parse(junit).iter("testcase"):
+        for bad in (*case.iter("failure"), *case.iter("error")):
+            message = bad.get("message") or (bad.text or "").strip()
+            return case.get("name", ""), " ".join(message.split())
+    return "", ""
+
+
+def wrong_mutants(root: Path, wanted: set[int]) -> list[Mutant]:
+    by_function = {(b.stage, b.function): b for rel in solution_files(root) for b in blocks(root / rel)}
+    found = []
+    for w in STEPS:
+        if w.stage not in wanted:
+            continue
+        b = by_function.get((w.stage, w.function))
+        if b is None:
+            raise SystemExit(f"wrong step {w.what!r}: stage {w.stage} has no solution block in {w.function!r}")
+        found.append(Mutant(Block(b.path.relative_to(root), b.begin, b.end, b.indent, b.instruction, b.function, b.stage),
+                            0, 0, w.what, wrong=w))
+    return found
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", help="comma-separated stage numbers (default: all)")
+    parser.add_argument("--wrong", action="store_true", help="plausible wrong steps instead of removed ones")
+    parser.add_argument("--all", action="store_true", help="removed and wrong steps")
     args = parser.parse_args()
     wanted = {int(s) for s in args.stages.split(",")} if args.stages else set(range(1, 8))
     root = source_root()
     scratch = Path(tempfile.mkdtemp(prefix="cnilab-mutation-")) / "suite"
     export(scratch, root, solutions=True)
-    mutants = [Mutant(Block(rel, b.begin, b.end, b.indent, b.instruction, b.function, b.stage), first, last, text)
-               for rel in solution_files(root) for b in blocks(root / rel) if b.stage in wanted
-               for first, last, text in steps(b)]
+    mutants = [] if args.wrong else [
+        Mutant(Block(rel, b.begin, b.end, b.indent, b.instruction, b.function, b.stage), first, last, text)
+        for rel in solution_files(root) for b in blocks(root / rel) if b.stage in wanted for first, last, text in steps(b)]
+    if args.wrong or args.all:
+        mutants += wrong_mutants(root, wanted)
     console = Console(width=200)
     for i, mutant in enumerate(mutants, 1):
         run(mutant, scratch)
         verdict = "caught" if mutant.killed else "SURVIVED"
         console.print(f"[{i}/{len(mutants)}] stage {mutant.block.stage:02d} {mutant.block.function}: {mutant.text[:60]} -> {verdict}")
-    table = Table(title="mutation check: each solution step removed in turn")
-    for col in ("stage", "step in", "removed statement", "caught", "first failure (what the student reads)"):
-        table.add_column(col, overflow="fold")
-    for m in mutants:
-        table.add_row(f"{m.block.stage:02d}", m.block.function, m.text[:70], "yes" if m.killed else "[red]NO[/]", m.message)
-    console.print(table)
-    killed = sum(m.killed for m in mutants)
-    console.print(f"kill rate: {killed}/{len(mutants)} = {killed / len(mutants):.0%}")
-    return 0 if killed == len(mutants) else 1
+    removed = [m for m in mutants if m.wrong is None]
+    wrongs = [m for m in mutants if m.wrong is not None]
+    ok = True
+    if removed:
+        table = Table(title="mutation check: each solution step removed in turn")
+        for col in ("stage", "step in", "removed statement", "caught", "first failure (what the student reads)"):
+            table.add_column(col, overflow="fold")
+        for m in removed:
+            table.add_row(f"{m.block.stage:02d}", m.block.function, m.text[:70], "yes" if m.killed else "[red]NO[/]", m.message)
+        console.print(table)
+        killed = sum(m.killed for m in removed)
+        console.print(f"removed steps caught: {killed}/{len(removed)} = {killed / len(removed):.0%}")
+        ok = killed == len(removed)
+    if wrongs:
+        table = Table(title="wrong-step check: each plausible mistake applied in turn")
+        for col in ("stage", "step in", "the mistake", "caught", "diagnosed", "first failure (what the student reads)"):
+            table.add_column(col, overflow="fold")
+        for m in wrongs:
+            table.add_row(f"{m.block.stage:02d}", m.block.function, m.text, "yes" if m.killed else "[red]NO[/]",
+                          "yes" if m.diagnosed else f"[red]no[/] (wants {', '.join(m.wrong.words)})", m.message)
+        console.print(table)
+        killed, right = sum(m.killed for m in wrongs), sum(m.diagnosed for m in wrongs)
+        console.print(f"wrong steps caught: {killed}/{len(wrongs)} = {killed / len(wrongs):.0%}; "
+                      f"rightly diagnosed: {right}/{len(wrongs)} = {right / len(wrongs):.0%} (goals: 100%, >= 90%)")
+        ok = ok and killed == len(wrongs) and right >= 0.9 * len(wrongs)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..runtime.cni import CNIError
+from ..observe.diagnose import why_unreachable
 from ..observe.probes import ping
 from ..core.netns import ip_of
 from .session import Session, result_ip
@@ -28,6 +29,13 @@ def host_links(s: Session, result: dict) -> dict[str, str]:
     """Interfaces of the result on the node (no sandbox) that exist there: name -> kind."""
     kinds = {st.name: st.kind for st in s.node.link_states()}
     return {i["name"]: kinds[i["name"]] for i in result.get("interfaces") or [] if not i.get("sandbox") and i.get("name") in kinds}
+
+
+def reaches(src, dst: str, failure: str) -> None:
+    """``src`` pings ``dst``; a failure carries the diagnosis of the lab's state (which link, route or rule is
+    missing), so the plugin's author reads the cause, not only the symptom."""
+    if not ping(src, dst, count=1, wait=2).received:
+        raise Violation(f"{failure}. {why_unreachable(src, dst)}")
 
 
 def pod_addresses(pod, ifname: str) -> list[str]:
@@ -128,8 +136,8 @@ def add_connectivity(s: Session) -> None:
     a, _, ra = s.add()
     b, _, rb = s.add()
     ip_b, ip_a = result_ip(rb), result_ip(ra)
-    expect(ping(a, ip_b, count=1, wait=2).received, f"pod a cannot ping pod b ({ip_b})")
-    expect(ping(b, ip_a, count=1, wait=2).received, f"pod b cannot ping pod a ({ip_a})")
+    reaches(a, ip_b, f"pod a cannot ping pod b ({ip_b})")
+    reaches(b, ip_a, f"pod b cannot ping pod a ({ip_a})")
 
 
 @requirement("add.gateway", "a pod reaches the gateway the plugin set up on the node", SHOULD, "5 Result types / ips",
@@ -140,7 +148,7 @@ def add_gateway(s: Session) -> None:
     applies(gw, "the result names no gateway")
     node_ips = {ip_of(a) for _, a in s.node.addresses()}
     applies(gw in node_ips, f"the gateway {gw} is not an address of the node (the plugin does not route through it, e.g. macvlan/ipvlan)")
-    expect(ping(pod, gw, count=1, wait=2).received, f"the pod cannot ping its gateway {gw}")
+    reaches(pod, gw, f"the pod cannot ping its gateway {gw}")
 
 
 @requirement("add.ifname-exists", "ADD fails when CNI_IFNAME already exists in the pod", MUST, "2 Execution protocol / ADD",
@@ -211,8 +219,7 @@ def add_ipmasq(s: Session) -> None:
     gw = result["ips"][0].get("gateway")
     applies(gw and gw in {ip_of(a) for _, a in s.node.addresses()},
             "the pods do not route through the node (no gateway of the node in the result)")
-    expect(ping(pod, "192.0.2.254", count=1, wait=2).received,
-           "the pod cannot reach 192.0.2.254 beyond the node, which has no route back to the pods: no masquerade")
+    reaches(pod, "192.0.2.254", "the pod cannot reach 192.0.2.254 beyond the node, which has no route back to the pods")
 
 
 # -- DEL ---------------------------------------------------------------------------------------------
@@ -221,9 +228,12 @@ def add_ipmasq(s: Session) -> None:
              "A delete operation should release all resources held by the supplied containerid in the configured network")
 def del_releases(s: Session) -> None:
     baseline = warmed(s)
-    pod, att, _ = s.add()
+    pod, att, result = s.add()
     s.runtime.delete(s.conflist(), att)
-    expect(att.ifname not in pod.links(), f"{att.ifname} is still in the pod after DEL")
+    left = [name for name, kind in host_links(s, result).items() if kind == "veth"]
+    expect(att.ifname not in pod.links(), f"{att.ifname} is still in the pod after DEL" + (
+        f", and the host end {', '.join(left)} is still on the node: DEL deletes the host end, its peer goes with it"
+        if left else ""))
     s.settle()
     after = s.state()
     expect(after == baseline, f"DEL left something behind: {baseline.diff(after)}")

@@ -19,4 +19,9 @@ class NotRootError(LabError):
 
 
 class Todo(LabError):
-    """Raised by a workbook stub that the student has not filled yet."""
+    """Raised by a workbook stub that the student has not filled yet: ``stage`` and ``function`` say where."""
+
+    def __init__(self, message: str, stage: int | None = None, function: str | None = None):
+        super().__init__(message)
+        self.stage, self.function = stage, function
+

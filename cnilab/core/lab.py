@@ -27,6 +27,9 @@ import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .advice import StepFailed
 from .errors import LabError
 from .names import check_nsname, new_prefix
 from .netns import Namespace
@@ -110,7 +113,10 @@ class Lab:
             self.narrator(step)
         self.transcript.append(step.command)
         with _signals_held():  # a Ctrl-C between making a thing and registering its undo would leak it
-            result = step.do()
+            try:
+                result = step.do()
+            except NetlinkError as exc:  # one sentence naming the step, not a page of pyroute2's internals
+                raise StepFailed(step.command, exc.code, os.strerror(exc.code) if exc.code > 0 else str(exc)) from None
             self.registry.append(step)
         return result
 

@@ -19,6 +19,7 @@ from pyroute2 import IPRoute, netns as pyr_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import nsexec, processes
+from .advice import iptables_explained
 from .errors import LabError
 from .links import IFF_LOWER_UP, IFF_UP, Link, LinkState, _rps_path, cpu_mask, ip_of, state_of  # noqa: F401 -- also this module's API
 from .names import check_ifname
@@ -327,7 +328,8 @@ class Namespace:
         ``rule`` starts with the action and chain, e.g. ``("-A", "FORWARD", "-j", "DROP")``.
         """
         argv = ["iptables", "-w", "-t", table, *rule, "-m", "comment", "--comment", self.lab.prefix.rstrip("-")]
-        self.lab.apply(Step(ns_cmd(self.name, argv), do=lambda: self._iptables(argv)))
+        with iptables_explained(table, rule):
+            self.lab.apply(Step(ns_cmd(self.name, argv), do=lambda: self._iptables(argv)))
 
     def _iptables(self, argv: Sequence[str]) -> str:
         return self.run(argv).stdout.decode()

@@ -11,154 +11,17 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
-import socket
-from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..core.step import ip_cmd, ns_cmd
+from .snapshot import Snapshot
 
 NUD_INCOMPLETE, NUD_FAILED = 0x01, 0x20
 RTN_LOCAL = 2  # a route to an address of this namespace itself (rtnetlink.h)
 
-from ..core.netns import Link
-
 if TYPE_CHECKING:
     from ..core.netns import LinkState, Namespace
-
-
-@dataclass
-class Snapshot:
-    """The lab's links and addresses, read once for one diagnosis."""
-
-    namespaces: list["Namespace"]
-    links: dict[tuple[str, int], "LinkState"] = field(default_factory=dict)
-    addrs: dict[tuple[str, int], list[str]] = field(default_factory=dict)
-    cidrs: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # the same, with prefix lengths
-    vteps: dict[tuple[str, int], dict] = field(default_factory=dict)  # VXLAN devices: vni, local, learning, fdb
-    _nsids: dict[str, dict[int, str]] = field(default_factory=dict)
-    _nat: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, namespaces: list["Namespace"]) -> "Snapshot":
-        snap = cls([ns for ns in namespaces if os.path.exists(f"/run/netns/{ns.name}")])
-        for ns in snap.namespaces:
-            for st in ns.link_states():
-                snap.links[(ns.name, st.index)] = st
-                if st.kind == "vxlan":
-                    link = Link(ns, st.name)
-                    snap.vteps[(ns.name, st.index)] = {**ns.vxlan_info(link), "fdb": ns.fdb(link)}
-            for a in ns.ipr.get_addr(family=socket.AF_INET):
-                snap.addrs.setdefault((ns.name, a["index"]), []).append(a.get("IFA_ADDRESS"))
-                snap.cidrs.setdefault((ns.name, a["index"]), []).append(f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}")
-        return snap
-
-    def source_nat(self, name: str) -> list[tuple[str, str]]:
-        """(outgoing interface, source) of each source-NAT rule of namespace ``name``; none where it does not
-        forward (only a router translates, and sparing the others the iptables call keeps a diagnosis quick).
-        A missing iptables is a ``LabError``, never read as "no rules"."""
-        if name not in self._nat:
-            ns = self.ns(name)
-            self._nat[name] = ns.source_nat() if ns.sysctl("net.ipv4.ip_forward").strip() == "1" else []
-        return self._nat[name]
-
-    def ns(self, name: str) -> "Namespace":
-        return next(n for n in self.namespaces if n.name == name)
-
-    def owner(self, ip: str) -> tuple[str, int] | None:
-        """(namespace, ifindex) holding address ``ip``."""
-        return next((key for key, ips in self.addrs.items() if ip in ips), None)
-
-    def peer(self, key: tuple[str, int]) -> tuple[str, int] | None:
-        """The other end of a veth, across namespaces (via the netns ids the kernel assigned)."""
-        st = self.links[key]
-        if st.kind != "veth" or not st.peer_index:
-            return None
-        if st.peer_nsid is None:
-            return (key[0], st.peer_index)
-        ns_name = self._nsid_map(key[0]).get(st.peer_nsid)
-        return (ns_name, st.peer_index) if ns_name else None
-
-    def _nsid_map(self, ns_name: str) -> dict[int, str]:
-        if ns_name not in self._nsids:
-            here, ids = self.ns(ns_name), {}
-            for other in self.namespaces:
-                fd = os.open(f"/run/netns/{other.name}", os.O_RDONLY)
-                try:
-                    nsid = here.ipr.get_netnsid(fd=fd).get("nsid")
-                finally:
-                    os.close(fd)
-                if nsid is not None and nsid >= 0:
-                    ids[nsid] = other.name
-            self._nsids[ns_name] = ids
-        return self._nsids[ns_name]
-
-    def ports(self, ns_name: str, bridge_index: int) -> list[tuple[str, int]]:
-        return [k for k, st in self.links.items() if k[0] == ns_name and st.master == bridge_index]
-
-    def bridges(self, ns_name: str) -> list["LinkState"]:
-        return [st for k, st in self.links.items() if k[0] == ns_name and st.kind == "bridge"]
-
-    def label(self, key: tuple[str, int]) -> str:
-        return f"{self.links[key].name} in {key[0]}"
-
-    def neighbours(self, key: tuple[str, int], via_tunnel: bool = False) -> Iterator[tuple[tuple[str, int], str | None]]:
-        """L2 neighbours of a link and, for each, what blocks the frame (None when nothing does).
-
-        A frame that arrived through a VXLAN tunnel is never sent into another tunnel (``via_tunnel``).
-        """
-        st = self.links[key]
-        ns_name = key[0]
-        peer = self.peer(key)
-        if peer and peer in self.links:
-            pst = self.links[peer]
-            yield peer, None if pst.up else f"{pst.name} in {peer[0]} is down (`{ip_cmd(peer[0], 'link', 'set', pst.name, 'up')}`)"
-        if st.master:
-            br = (ns_name, st.master)
-            bst = self.links.get(br)
-            if bst:
-                yield br, None if bst.up else f"bridge {bst.name} in {ns_name} is down (`{ip_cmd(ns_name, 'link', 'set', bst.name, 'up')}`)"
-        if key in self.vteps and not via_tunnel:
-            yield from self._vxlan_peers(key)
-        if st.kind == "bridge":
-            for port in self.ports(ns_name, key[1]):
-                pst = self.links[port]
-                yield port, None if pst.up else f"bridge port {pst.name} in {ns_name} is down (`{ip_cmd(ns_name, 'link', 'set', pst.name, 'up')}`)"
-
-    def _vxlan_peers(self, key: tuple[str, int]) -> Iterator[tuple[tuple[str, int], str | None]]:
-        """VTEPs of the same VNI elsewhere: reachable when this device's FDB sends frames to their address."""
-        me = self.vteps[key]
-        st = self.links[key]
-        for other, them in self.vteps.items():
-            if other == key or them["vni"] != me["vni"] or them["local"] == me["local"]:
-                continue
-            # a bridged VTEP reaches a peer's pods only if ARP broadcasts get there: a flood (all-zeros)
-            # entry; a routed VTEP (no learning, no flooding) needs the entry for the peer VTEP's own MAC
-            mac = "00:00:00:00:00:00" if me["learning"] else self.links[other].mac
-            if (mac, them["local"]) in me["fdb"]:
-                yield other, None
-                continue
-            verb = "append" if me["learning"] else "add"
-            yield other, (f"VXLAN device {st.name} in {key[0]} has no FDB entry sending frames to the VTEP "
-                          f"{them['local']} of {other[0]} (`bridge -n {key[0]} fdb {verb} {mac} dev {st.name} "
-                          f"dst {them['local']} self permanent`)")
-
-    def segment(self, start: tuple[str, int]) -> tuple[set[tuple[str, int]], dict[tuple[str, int], str]]:
-        """Links reachable at L2 from ``start``; and, for links reachable only past a blocker, that blocker."""
-        seen, blocked = {start}, {}
-        queue = deque([(start, False)])
-        while queue:
-            key, via_tunnel = queue.popleft()
-            for nxt, blocker in self.neighbours(key, via_tunnel):
-                if nxt in seen:
-                    continue
-                if blocker:
-                    blocked.setdefault(nxt, blocker)
-                    continue
-                seen.add(nxt)
-                queue.append((nxt, key in self.vteps and nxt in self.vteps))
-        return seen, blocked
 
 
 def why_unreachable(src: "Namespace", dst: str, *, _depth: int = 0) -> str:
@@ -167,6 +30,21 @@ def why_unreachable(src: "Namespace", dst: str, *, _depth: int = 0) -> str:
     return "Diagnosis: " + (_diagnose(snap, src, dst, _depth) or
                             "addresses, links, bridge ports, routes and forwarding all look right; "
                             f"capture to see where packets stop (`{ns_cmd(src.name, ['tcpdump', '-ni', 'any'])}`).")
+
+
+def where_is(lab: Any, ip: str) -> str:
+    """Where address ``ip`` sits in ``lab``, said for a student ("on h-pod1 in host, a port of bridge br0 ...")."""
+    snap = Snapshot.of(list(lab.namespaces.values()))
+    key = snap.owner(ip)
+    if key is None:
+        return "nowhere in the lab"
+    st = snap.links[key]
+    text = f"on {st.name} in {key[0]}"
+    bridge = snap.links.get((key[0], st.master)) if st.master else None
+    if bridge is not None:
+        text += (f", a port of bridge {bridge.name}: an address on a bridge port never answers, put it on "
+                 f"{bridge.name} itself")
+    return text
 
 
 @dataclass
@@ -218,8 +96,12 @@ def _dst_is_ipv4(t: Trip) -> str | None:
 def _source_has_an_address(t: Trip) -> str | None:
     mine = [k for k in t.snap.addrs if k[0] == t.src.name and t.snap.links[k].name != "lo"]
     if not mine:
-        return (f"{t.src.short} has no IPv4 address: the step that assigns one "
-                f"(`{ip_cmd(t.src.name, 'addr', 'add', 'ADDR/LEN', 'dev', 'IF')}`) is missing.")
+        links = [st.name for k, st in t.snap.links.items() if k[0] == t.src.name and st.name != "lo"]
+        if not links:
+            return f"{t.src.short} has no link but lo{_stray_veths(t.snap, t.src)}"
+        return (f"{t.src.short} has no IPv4 address on {', '.join(links)}: the step that assigns one "
+                f"(`{ip_cmd(t.src.name, 'addr', 'add', 'ADDR/LEN', 'dev', links[0])}`) is missing"
+                f"{_held_elsewhere(t.snap, t.src, links)}.")
     for key in mine:
         st = t.snap.links[key]
         if not st.up:
@@ -227,11 +109,47 @@ def _source_has_an_address(t: Trip) -> str | None:
     return None
 
 
+def _stray_veths(snap: Snapshot, ns: "Namespace") -> str:
+    """A veth pair whose two ends share a namespace: the usual reason a pod has no link (its end never moved)."""
+    for key, st in snap.links.items():
+        peer = snap.peer(key)
+        if st.kind == "veth" and peer and peer[0] == key[0] and peer in snap.links and key[0] != ns.name:
+            other = snap.links[peer]
+            return (f": the veth end {st.name} sits in {key[0]} beside its own peer {other.name}, so nothing reaches "
+                    f"{ns.short}; create the pair with one end in {ns.short} "
+                    f"(`{ip_cmd(key[0], 'link', 'add', other.name, 'type', 'veth', 'peer', 'name', st.name, 'netns', ns.name)}`).")
+    return f": a veth end for it is missing (`{ip_cmd(None, 'link', 'add', 'A', 'type', 'veth', 'peer', 'name', 'B', 'netns', ns.name)}`)."
+
+
+def _held_elsewhere(snap: Snapshot, ns: "Namespace", links: list[str]) -> str:
+    """Where the source's address went, when its veth peer holds one: the pod's address put on the host end."""
+    for key, st in snap.links.items():
+        if key[0] == ns.name and st.name in links:
+            peer = snap.peer(key)
+            if peer and snap.cidrs.get(peer):
+                return (f" -- the other end of {st.name}, {snap.links[peer].name} in {peer[0]}, holds "
+                        f"{', '.join(snap.cidrs[peer])}: an address belongs on the end inside the namespace that uses it")
+    return ""
+
+
 def _a_route_leads_there(t: Trip) -> str | None:
     if t.route is None:
-        return (f"{t.src.short} has no route to {t.dst}: it is outside every subnet of {t.src.short} and there is no "
-                f"default route (`{ip_cmd(t.src.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`).")
-    return ARRIVED if t.route["type"] == RTN_LOCAL else None
+        mine = [(t.snap.links[k].name, c) for k, cs in t.snap.cidrs.items() if k[0] == t.src.name
+                for c in cs if t.snap.links[k].name != "lo"]
+        held = ", ".join(f"{c} on {name}" for name, c in mine)
+        text = (f"{t.src.short} has no route to {t.dst}: it is outside every subnet of {t.src.short} (its addresses: "
+                f"{held or 'none'}) and there is no default route "
+                f"(`{ip_cmd(t.src.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`)")
+        if any(c.endswith("/32") for _, c in mine):
+            text += "; a /32 address is a subnet of one: give it the subnet's prefix length (e.g. /24)"
+        return text + "."
+    if t.route["type"] != RTN_LOCAL:
+        return None
+    lo = next((st for k, st in t.snap.links.items() if k[0] == t.src.name and st.name == "lo"), None)
+    if lo is not None and not lo.up:
+        return (f"{t.dst} is an address of {t.src.short} itself, and its lo is down: a namespace reaches its own "
+                f"addresses through lo (`{ip_cmd(t.src.name, 'link', 'set', 'lo', 'up')}`).")
+    return ARRIVED
 
 
 def _egress_has_carrier(t: Trip) -> str | None:
@@ -253,6 +171,17 @@ def _next_hop_exists(t: Trip) -> str | None:
     return None
 
 
+def _next_hop_is_not_a_bridge_port(t: Trip) -> str | None:
+    st = t.snap.links[t.owner]
+    bridge = t.snap.links.get((t.owner[0], st.master)) if st.master else None
+    if bridge is None or bridge.kind != "bridge":
+        return None
+    return (f"the {t.role} address {t.hop} sits on {st.name}, a port of bridge {bridge.name} in {t.owner[0]}: a bridge "
+            f"hands every frame of its ports to the bridge, so an address on a port never answers -- put it on "
+            f"{bridge.name} (`{ip_cmd(t.owner[0], 'addr', 'del', t.hop, 'dev', st.name)}` and "
+            f"`{ip_cmd(t.owner[0], 'addr', 'add', t.hop + '/LEN', 'dev', bridge.name)}`).")
+
+
 def _l2_path_to_next_hop(t: Trip) -> str | None:
     reach, blocked = t.snap.segment(t.egress)
     if t.owner in reach:
@@ -270,11 +199,15 @@ def _tunnel_knows_next_hop(t: Trip) -> str | None:
         return None
     # no learning, no flooding: ARP for the next hop cannot be answered, the entry must be there
     est = t.egress_state
-    usable = {ip for ip, _, state in t.src.neighbours(t.src.link(est.name)) if state & ~(NUD_INCOMPLETE | NUD_FAILED)}
-    if t.hop in usable:
-        return None
-    return (f"{est.name} in {t.src.short} has no permanent ARP entry for the next hop {t.hop} "
-            f"(`{ip_cmd(t.src.name, 'neigh', 'add', t.hop, 'lladdr', t.snap.links[t.owner].mac, 'dev', est.name, 'nud', 'permanent')}`).")
+    usable = {ip: mac for ip, mac, state in t.src.neighbours(t.src.link(est.name)) if state & ~(NUD_INCOMPLETE | NUD_FAILED)}
+    right = t.snap.links[t.owner].mac
+    add = ip_cmd(t.src.name, 'neigh', 'replace', t.hop, 'lladdr', right, 'dev', est.name, 'nud', 'permanent')
+    if t.hop not in usable:
+        return f"{est.name} in {t.src.short} has no permanent ARP entry for the next hop {t.hop} (`{add}`)."
+    if usable[t.hop] != right:
+        return (f"the permanent ARP entry for the next hop {t.hop} on {est.name} in {t.src.short} says {usable[t.hop]}, "
+                f"but the VTEP holding {t.hop} ({t.snap.label(t.owner)}) has MAC {right} (`{add}`).")
+    return None
 
 
 def _gateway_forwards_onward(t: Trip) -> str | None:
@@ -302,18 +235,43 @@ def _reply_comes_back(t: Trip) -> str | None:
     src_ip = t.route["src"]
     if not src_ip or back.route_get(src_ip) is not None:
         return None
-    reason = (f"{back.short} has no route back to {src_ip}: the reply cannot return "
-              f"(`{ip_cmd(back.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`)")
+    no_way_back = f"{back.short} has no route back to {src_ip}"
     router = t.snap.owner(t.route["gateway"]) if t.route["gateway"] else None
-    if router and router[0] != back.name and not t.snap.source_nat(router[0]):
-        reason += (f"; for a private source, the gateway {router[0]} should MASQUERADE it instead "
-                   f"(`{ns_cmd(router[0], ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', 'SUBNET', '-o', 'UPLINK', '-j', 'MASQUERADE'])}`)")
-    return reason + "."
+    if router and router[0] != back.name:
+        nat = _masquerade_misses(t.snap, router[0], src_ip, t.dst)
+        if nat:
+            return f"{no_way_back}, a private address: {nat}"
+    return f"{no_way_back}: the reply cannot return (`{ip_cmd(back.name, 'route', 'add', 'default', 'via', 'GATEWAY')}`)."
+
+
+def _masquerade_misses(snap: Snapshot, name: str, src_ip: str, dst: str) -> str | None:
+    """Why no source-NAT rule of router ``name`` rewrites ``src_ip -> dst``; None when one does."""
+    router = snap.ns(name)
+    out = router.route_get(dst)
+    uplink = snap.links[(name, out["dev_index"])].name if out and (name, out["dev_index"]) in snap.links else "UPLINK"
+    add = ns_cmd(name, ["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "SUBNET", "-o", uplink, "-j", "MASQUERADE"])
+    rules = snap.source_nat(name)
+    if not rules:
+        return f"the gateway {router.short} should MASQUERADE it on the way out (`{add}`)."
+    links = {st.name for key, st in snap.links.items() if key[0] == name}
+    misses = []
+    for iface, source in rules:
+        if iface != "any" and iface not in links:
+            misses.append(f"it matches `-o {iface}`, and {router.short} has no link named {iface} "
+                          f"(packets to {dst} leave through its uplink {uplink})")
+        elif iface != "any" and iface != uplink:
+            misses.append(f"it matches `-o {iface}`, but packets to {dst} leave {router.short} through its uplink {uplink}")
+        elif source != "any" and ipaddress.IPv4Address(src_ip) not in ipaddress.IPv4Network(source, strict=False):
+            misses.append(f"it matches `-s {source}`, which does not contain the source {src_ip}")
+        else:
+            return None  # a rule applies: the reason lies elsewhere
+    return (f"the MASQUERADE rule of {router.short} does not apply to it -- " + "; ".join(misses)
+            + f" -- so {dst} sees the private source and cannot answer (`{add}`, with the pods' subnet).")
 
 
 #: the checklist, in the order a packet meets the steps: the first that finds something wrong speaks
 CHECKS = (_dst_is_ipv4, _source_has_an_address, _a_route_leads_there, _egress_has_carrier, _next_hop_exists,
-          _l2_path_to_next_hop, _tunnel_knows_next_hop, _gateway_forwards_onward, _reply_comes_back)
+          _next_hop_is_not_a_bridge_port, _l2_path_to_next_hop, _tunnel_knows_next_hop, _gateway_forwards_onward, _reply_comes_back)
 
 
 def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | None:
@@ -325,8 +283,29 @@ def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | N
     return None
 
 
+def _tunnel_mismatch(snap: Snapshot, egress: tuple[str, int], owner: tuple[str, int]) -> str | None:
+    """Two VXLAN devices that should be one overlay but disagree, or a bridged VXLAN device left off its bridge."""
+    near, far = snap.segment(egress)[0], snap.segment(owner)[0]
+    for a in (k for k in snap.vteps if k in near):
+        for b in (k for k in snap.vteps if k in far):
+            for field, said in (("vni", "VNI"), ("port", "UDP port")):
+                if snap.vteps[a][field] != snap.vteps[b][field]:
+                    return (f"VXLAN device {snap.label(a)} uses {said} {snap.vteps[a][field]}, but {snap.label(b)} uses "
+                            f"{snap.vteps[b][field]}: the devices of one overlay must agree (one VNI, UDP port 4789).")
+    sides = {k[0] for k in near | far}
+    for key, vtep in snap.vteps.items():
+        st, bridges = snap.links[key], snap.bridges(key[0])
+        if key[0] in sides and vtep["learning"] and not st.master and bridges:
+            return (f"VXLAN device {st.name} in {key[0]} is not a port of bridge {bridges[0].name}, so no frame of the "
+                    f"pods reaches the tunnel (`{ip_cmd(key[0], 'link', 'set', st.name, 'master', bridges[0].name)}`).")
+    return None
+
+
 def _missing_l2_edge(snap: Snapshot, egress: tuple[str, int], owner: tuple[str, int], hop: str, role: str) -> str:
-    """No path even ignoring link states: find the veth end that should be a bridge port."""
+    """No path even ignoring link states: a tunnel that disagrees, or the veth end that should be a bridge port."""
+    mismatch = _tunnel_mismatch(snap, egress, owner)
+    if mismatch:
+        return mismatch
     for side in (owner, egress):
         far_reach, _ = snap.segment(side)
         for key in far_reach:

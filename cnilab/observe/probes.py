@@ -8,6 +8,7 @@ built from kernel state (see ``diagnose``).
 from __future__ import annotations
 
 import re
+import errno
 import socket
 import threading
 from dataclasses import dataclass
@@ -164,7 +165,28 @@ def tcp_roundtrip(ns: "Namespace", dst: str, port: int, payload: bytes, *, timeo
             return b"".join(chunks)
 
     ns.lab.transcript.append(ns_cmd(ns.name, ["socat", "-", f"TCP:{dst}:{port}"]))
-    return ns.call(talk)
+    try:
+        return ns.call(talk)
+    except ConnectionRefusedError:
+        raise ConnectionRefusedError(errno.ECONNREFUSED, refused(ns, dst, port)) from None
+    except TimeoutError:
+        from .diagnose import why_unreachable
+        raise TimeoutError(f"{ns.short} -> {dst}:{port}: no answer within {timeout:g} s, not even a refusal. "
+                           f"{why_unreachable(ns, dst)}") from None
+
+
+def refused(ns: "Namespace", dst: str, port: int) -> str:
+    """Why a connection was refused, said with the lab's listeners: who holds ``dst`` and where ``port`` listens."""
+    owner = next((other for other in ns.lab.namespaces.values() if other.owns(dst)), None)
+    where = sorted(other.short for other in ns.lab.namespaces.values() if port in listening_ports(other))
+    text = (f"connection from {ns.short} to {dst}:{port} refused: nothing listens on TCP port {port} in "
+            f"{owner.short if owner else 'the namespace holding ' + dst}")
+    if owner is not None:
+        theirs = sorted(listening_ports(owner))
+        text += f" (it listens on {', '.join(map(str, theirs)) or 'no port'})"
+    if where:
+        text += f"; port {port} listens in {', '.join(where)} instead"
+    return text + "."
 
 
 def socat_server(ns: "Namespace", port: int):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .diagnose import Snapshot
+from .snapshot import Snapshot
 from ..core.errors import LabError
 from ..core.names import PREFIX_RE
 

@@ -13,6 +13,7 @@ A later stage builds on an earlier one with ``Recipe(4, ..., base=3)`` and
 from __future__ import annotations
 
 import contextvars
+import dis
 import functools
 import importlib.util
 import inspect
@@ -105,7 +106,7 @@ class Recipe:
                 args = [resolve(arg) for arg in inspect.signature(fn).parameters]
                 if on_step:
                     on_step(name, fn)
-                values[name] = fn(*args)
+                values[name] = returned(fn, fn(*args))
                 if on_step:
                     on_step(name, None)
             return values[name]
@@ -123,9 +124,18 @@ class Recipe:
 def _as_fixture(fn: Callable[..., Any]) -> Any:
     @functools.wraps(fn)
     def fixture(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
+        return returned(fn, fn(*args, **kwargs))
 
     return pytest.fixture(name=fn.__name__)(fixture)
+
+
+def returned(fn: Callable[..., Any], value: Any) -> Any:
+    """A build step's value; ``None`` is a forgotten ``return`` (every step returns what it built), said
+    here in one sentence instead of as an AttributeError in whichever test touches it first."""
+    if value is None and getattr(fn, "_cnilab_fixture", False):
+        raise LabError(f"fixture `{fn.__name__}` returned None: its step must end with `return ...` "
+                       "(its docstring says what it returns).")
+    return value
 
 
 def load_stage(stage: int, tests_dir: Path) -> Recipe:
@@ -170,4 +180,35 @@ def _imported(path: Path) -> Any:
 
 def todo(stage: int, fixture: str, instruction: str) -> Any:
     """What a workbook stub calls: fail with one line that says what to build and where the hint is."""
-    raise Todo(f"TODO in stage {stage:02d} fixture `{fixture}`: {instruction} (hint: `cnilab hint {stage}`)")
+    raise Todo(f"TODO in stage {stage:02d} fixture `{fixture}`: {instruction} (hint: `cnilab hint {stage}`)",
+               stage, fixture)
+
+
+def steps_using(recipe: Recipe, name: str) -> set[str]:
+    """The fixtures of ``recipe`` (its base stages' included) that run step or helper ``name``, directly or
+    through other steps: the tests asking for any of them wait for a TODO in ``name``."""
+    steps: dict[str, Callable[..., Any]] = {}
+    chain: Recipe | None = recipe
+    while chain is not None:
+        for key, fn in chain.steps.items():
+            steps.setdefault(key, fn)
+        chain = chain.base
+
+    def names(fn: Callable[..., Any]) -> set[str]:
+        """The fixtures ``fn`` takes as arguments and the globals its code (nested code included) loads:
+        an attribute or a local that happens to share a step's name is neither."""
+        code = inspect.unwrap(fn).__code__
+        found, todo = set(inspect.signature(inspect.unwrap(fn)).parameters), [code]
+        while todo:
+            c = todo.pop()
+            found |= {i.argval for i in dis.get_instructions(c) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+            todo += [k for k in c.co_consts if inspect.iscode(k)]
+        return found
+
+    uses = {key: names(fn) & set(steps) for key, fn in steps.items()}
+    reach, grew = {name}, True
+    while grew:
+        more = {key for key, used in uses.items() if used & reach} - reach
+        reach |= more
+        grew = bool(more)
+    return {key for key in reach if getattr(steps.get(key), "_cnilab_fixture", False)}

@@ -231,7 +231,17 @@ class Netlink:
         if prefixlen:
             body += attr(RTA_DST, _socket.inet_aton(dst))
         body += attr(RTA_GATEWAY, _socket.inet_aton(gateway)) + attr(RTA_OIF, u32(oif))
-        self.request(RTM_NEWROUTE, F_CREATE | F_EXCL, body)
+        try:
+            self.request(RTM_NEWROUTE, F_CREATE | F_EXCL, body)
+        except NetlinkError as exc:
+            if exc.errno != 101:  # ENETUNREACH: the kernel finds no up link whose subnet holds the gateway
+                raise
+            link = next((x for x in self.links() if x["index"] == oif), None)
+            held = ", ".join(f"{ip}/{plen}" for _, ip, plen in self.addrs(oif)) or "no address"
+            state = "down" if link is None or not link["flags"] & IFF_UP else "up"
+            raise NetlinkError(exc.errno, f"route {dst}/{prefixlen} via {gateway}: the gateway is unreachable from "
+                               f"{link['name'] if link else oif}, which is {state} and holds {held} -- the link must be "
+                               f"up and its address's prefix must contain the gateway") from None
 
     def routes(self) -> list[tuple[str, int, str | None, int]]:
         """(dst, prefixlen, gateway, oif) of main-table IPv4 routes."""

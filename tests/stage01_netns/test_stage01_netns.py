@@ -2,7 +2,7 @@
 
 import os
 
-from cnilab.observe.probes import assert_no_ping
+from cnilab.observe.probes import assert_no_ping, assert_ping
 from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
@@ -37,8 +37,10 @@ def test_loopback_is_per_namespace(lab, host, pod):
 def test_link_made_in_host_is_invisible_in_pod_and_back(host, pod):
     made_in_host, _ = host.veth("vh")   # both ends in host
     made_in_pod, _ = pod.veth("vp")
-    assert made_in_host.name in host.links() and made_in_host.name not in pod.links()
-    assert made_in_pod.name in pod.links() and made_in_pod.name not in host.links()
+    assert made_in_host.name in host.links(), f"{made_in_host.name} is missing from host, where it was made"
+    assert made_in_host.name not in pod.links(), f"{made_in_host.name}, made in host, is visible in pod"
+    assert made_in_pod.name in pod.links(), f"{made_in_pod.name} is missing from pod, where it was made"
+    assert made_in_pod.name not in host.links(), f"{made_in_pod.name}, made in pod, is visible in host"
 
 
 def test_the_same_address_can_exist_in_both(host, pod):
@@ -47,13 +49,16 @@ def test_the_same_address_can_exist_in_both(host, pod):
         end, other = ns.veth("v0")
         end.add_address("10.0.1.1/24").up()
         other.up()
-        assert ns.owns("10.0.1.1")
+        assert ns.owns("10.0.1.1"), f"{ns.short} should hold 10.0.1.1 although the other namespace holds it too"
     host.link("v0p").add_address("10.0.1.2/24")
-    assert host.owns("10.0.1.2") and not pod.owns("10.0.1.2")
+    assert host.owns("10.0.1.2") and not pod.owns("10.0.1.2"), "10.0.1.2 was added in host only"
+    host.link("lo").up()  # a namespace reaches even its own addresses only through its lo
+    assert_ping(host, "10.0.1.2", count=1)  # the positive: in host the address answers
     assert_no_ping(pod, "10.0.1.2")
 
 
 def test_firewall_rule_stays_in_its_namespace(host, pod):
     host.iptables("-A", "INPUT", "-p", "icmp", "-j", "DROP")
-    assert any("icmp" in rule and "DROP" in rule for rule in host.iptables_rules())
+    assert any("icmp" in rule and "DROP" in rule for rule in host.iptables_rules()), (
+        f"the rule just added is missing from host: {host.iptables_rules()}")
     assert pod.iptables_rules() == [], "a rule added in host leaked into pod"

@@ -4,7 +4,7 @@ from itertools import permutations
 
 from cnilab.core.netns import ip_of
 from cnilab.observe.probes import assert_no_ping, assert_ping, ping
-from cnilab.observe.diagnose import why_unreachable
+from cnilab.observe.diagnose import where_is, why_unreachable
 from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
@@ -15,10 +15,15 @@ AF_BRIDGE = 7
 
 def test_bridge_holds_the_gateway_and_every_pod_port(bridge, ports):
     st = bridge.state()
-    assert st.kind == "bridge" and st.up
-    assert bridge.addresses() == [stage.GATEWAY], f"the bridge must hold the gateway {stage.GATEWAY}"
+    assert st.kind == "bridge", f"{bridge.name} is a {st.kind or 'plain'} link, not a bridge"
+    assert st.up, f"bridge {bridge.name} is down: bring it up (`ip -n {bridge.ns.name} link set {bridge.name} up`)"
+    assert bridge.addresses() == [stage.GATEWAY], (
+        f"the bridge must hold the gateway {stage.GATEWAY}; it holds {bridge.addresses() or 'nothing'}, and the "
+        f"gateway is {where_is(bridge.ns.lab, ip_of(stage.GATEWAY))}")
     for name, port in ports.items():
-        assert port.state().master == st.index, f"{port.name} (pod {name}) is not a port of {bridge.name}"
+        assert port.state().master == st.index, (
+            f"{port.name} (pod {name}) is not a port of {bridge.name}: set its master "
+            f"(`ip -n {bridge.ns.name} link set {port.name} master {bridge.name}`)")
 
 
 def test_all_pairs_ping(host, bridge, pods):
@@ -53,15 +58,21 @@ def test_bridge_fdb_learns_each_pod_mac_on_its_port(host, bridge, pods, ports):
 
 
 def test_detached_port_isolates_its_pod(pods, ports):
+    """Negative proof: pod3 reaches pod1 and the gateway; then, off the bridge, neither."""
+    assert_ping(pods["pod3"], IP["pod1"], count=1)
+    assert_ping(pods["pod3"], IP["gateway"], count=1)
     ports["pod3"].nomaster()
     assert_no_ping(pods["pod3"], IP["pod1"])
     assert_no_ping(pods["pod3"], IP["gateway"])
     assert_ping(pods["pod1"], IP["pod2"], count=1)
-    assert "not attached to bridge" in why_unreachable(pods["pod3"], IP["pod1"])
+    msg = why_unreachable(pods["pod3"], IP["pod1"])
+    assert "not attached to bridge" in msg, msg
 
 
 def test_bridge_down_cuts_every_pod(bridge, pods):
-    """Negative proof: the switch itself must be up."""
+    """Negative proof: pod1 reaches pod2; then, with the switch down, it does not."""
+    assert_ping(pods["pod1"], IP["pod2"], count=1)
     bridge.down()
     assert_no_ping(pods["pod1"], IP["pod2"])
-    assert "bridge" in why_unreachable(pods["pod1"], IP["pod2"])
+    msg = why_unreachable(pods["pod1"], IP["pod2"])
+    assert "bridge" in msg and "down" in msg, msg

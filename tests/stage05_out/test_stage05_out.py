@@ -25,7 +25,7 @@ def test_pod_reaches_the_internet_by_ping_and_tcp(egress, internet):
     for pod in egress.values():
         assert_ping(pod, SERVER, count=2)
     payload = os.urandom(4096)
-    assert tcp_roundtrip(egress["pod2"], SERVER, PORT, payload) == payload
+    assert tcp_roundtrip(egress["pod2"], SERVER, PORT, payload) == payload, "the server's echo came back changed"
 
 
 def test_internet_sees_only_the_uplink_address(lab, egress, internet):
@@ -38,7 +38,8 @@ def test_internet_sees_only_the_uplink_address(lab, egress, internet):
     assert not [p for p in after if POD1 in (p.src, p.dst)], "a pod's private address leaked to the internet"
     with capture(internet, "eth0") as cap:  # TCP is rewritten the same way
         tcp_roundtrip(egress["pod1"], SERVER, PORT, b"who am I?")
-    assert {p.src for p in ip_packets(cap) if p.dst == SERVER} == {UPLINK}
+    tcp_sources = {p.src for p in ip_packets(cap) if p.dst == SERVER}
+    assert tcp_sources == {UPLINK}, f"TCP to the server left with sources {sorted(tcp_sources)}, not only {UPLINK}"
 
 
 def test_conntrack_holds_the_translated_flow(egress, host, internet):
@@ -58,14 +59,20 @@ def test_conntrack_holds_the_translated_flow(egress, host, internet):
 
 
 def test_without_forwarding_nothing_is_forwarded(egress, host, internet):
+    """Negative proof: the pod reaches the server; then, with forwarding off, nothing crosses the host."""
+    assert_ping(egress["pod1"], SERVER, count=1)
     host.set_sysctl("net.ipv4.ip_forward", 0)
     with capture(internet, "eth0") as cap:
         assert_no_ping(egress["pod1"], SERVER)
     assert not [p for p in ip_packets(cap) if p.dst == SERVER], "a packet crossed a host that does not forward"
-    assert "ip_forward" in why_unreachable(egress["pod1"], SERVER)
+    msg = why_unreachable(egress["pod1"], SERVER)
+    assert "ip_forward" in msg, msg
 
 
 def test_without_masquerade_the_internet_sees_the_private_source_and_replies_never_return(egress, host, masquerade, internet):
+    """Negative proof: the pod reaches the server; then, without the MASQUERADE rule, the request arrives
+    with the pod's private source and no reply returns."""
+    assert_ping(egress["pod1"], SERVER, count=1)
     host.iptables("-D", *masquerade, table="nat")
     from scapy.layers.inet import ICMP
 
@@ -79,17 +86,21 @@ def test_without_masquerade_the_internet_sees_the_private_source_and_replies_nev
 
 
 def test_without_a_default_route_the_pod_cannot_leave(egress, internet):
+    """Negative proof: pod1 reaches the server; then, without its default route, it cannot even send."""
+    assert_ping(egress["pod1"], SERVER, count=1)
     egress["pod1"].del_route("default")
     with pytest.raises(OSError) as err:
         tcp_roundtrip(egress["pod1"], SERVER, PORT, b"x", timeout=1)
     assert err.value.errno == 101, f"expected ENETUNREACH, got {err.value!r}"  # Network is unreachable
     assert_no_ping(egress["pod1"], SERVER)
-    assert "default route" in why_unreachable(egress["pod1"], SERVER)
+    msg = why_unreachable(egress["pod1"], SERVER)
+    assert "default route" in msg, msg
     assert_ping(egress["pod2"], SERVER, count=1)
 
 
 def test_rules_are_tagged_and_live_only_in_the_host_namespace(egress, host, lab, internet):
     rules = host.iptables_rules("nat")
-    assert any("MASQUERADE" in r and lab.prefix.rstrip("-") in r for r in rules), rules
+    assert any("MASQUERADE" in r and lab.prefix.rstrip("-") in r for r in rules), (
+        f"no MASQUERADE rule tagged with the lab's prefix {lab.prefix.rstrip('-')} in host's nat table: {rules}")
     for ns in (*egress.values(), internet):
-        assert ns.iptables_rules("nat") == []
+        assert ns.iptables_rules("nat") == [], f"{ns.short} has nat rules, only the host should: {ns.iptables_rules('nat')}"

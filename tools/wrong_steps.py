@@ -1,0 +1,121 @@
+"""Plausible wrong steps, for ``tools/mutation.py --wrong``: what students actually do.
+
+Each entry changes one solution block of the reference suite -- wrong interface, wrong namespace,
+wrong address or prefix, address on the wrong link, wrong table/chain/match, wrong order, a
+forgotten ``up`` or ``return`` -- and declares the words a right diagnosis of it contains (all of
+them, case-insensitive). A mutant is *caught* when the stage's tests fail, *rightly diagnosed*
+when the first failure message contains every word: a message that sends the student elsewhere
+(to the internet's routes when the mistake is the MASQUERADE rule's interface) does not count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Wrong:
+    stage: int
+    function: str                       # the solution block's function (fixture or helper)
+    what: str                           # the mistake, as a teacher would name it
+    edits: tuple[tuple[str, str], ...]  # (text in the block, its replacement): each must occur exactly once
+    words: tuple[str, ...]              # a right diagnosis names these
+
+
+def wrong(stage: int, function: str, what: str, *edits: tuple[str, str], words: tuple[str, ...]) -> Wrong:
+    return Wrong(stage, function, what, edits, words)
+
+
+STEPS: tuple[Wrong, ...] = (
+    # stage 01: namespaces
+    wrong(1, "host", "forgotten return", ('return lab.netns("host")', 'lab.netns("host")'),
+          words=("host", "returned None")),
+    wrong(1, "pod", "the pod fixture makes the host's namespace again", ('lab.netns("pod")', 'lab.netns("host")'),
+          words=("host", "already")),
+    # stage 02: a veth pair
+    wrong(2, "veth", "the peer left in the host namespace",
+          ('host.veth("veth0", pod, "veth1")', 'host.veth("veth0", peer_name="veth1")'), words=("veth1", "pod")),
+    wrong(2, "veth", "only the pod end down", ("pod_end.add_address(POD_IP).up()", "pod_end.add_address(POD_IP)"),
+          words=("veth1", "down")),
+    wrong(2, "veth", "only the host end down", ("host_end.add_address(HOST_IP).up()", "host_end.add_address(HOST_IP)"),
+          words=("veth0", "down")),
+    wrong(2, "veth", "the pod address in another subnet", ("pod_end.add_address(POD_IP)", 'pod_end.add_address("10.0.3.2/24")'),
+          words=("10.0.3.2",)),
+    wrong(2, "veth", "a /32 instead of the subnet's prefix", ("pod_end.add_address(POD_IP)", 'pod_end.add_address("10.0.2.2/32")'),
+          words=("/32",)),
+    wrong(2, "veth", "the two addresses swapped",
+          ("host_end.add_address(HOST_IP)", "host_end.add_address(POD_IP)"),
+          ("pod_end.add_address(POD_IP)", "pod_end.add_address(HOST_IP)"), words=("veth0", "10.0.2.1")),
+    # stage 03: a bridge
+    wrong(3, "make_bridge", "the bridge left down", ("br.add_address(gateway).up()", "br.add_address(gateway)"),
+          words=("br0", "down")),
+    wrong(3, "make_bridge", "the gateway address forgotten", ("br.add_address(gateway).up()", "br.up()"),
+          words=("10.0.3.1",)),
+    wrong(3, "plug", "the gateway address on a bridge port instead of on the bridge",
+          ("host_end.set_master(bridge).up()", "host_end.set_master(bridge).up()\n    if name == 'pod1':\n"
+           "        bridge.del_address(bridge.addresses()[0]); host_end.add_address('10.0.3.1/24')"),
+          words=("10.0.3.1", "port")),
+    wrong(3, "plug", "the host end never made a bridge port", ("host_end.set_master(bridge).up()", "host_end.up()"),
+          words=("master",)),
+    wrong(3, "plug", "the host end left down", ("host_end.set_master(bridge).up()", "host_end.set_master(bridge)"),
+          words=("h-pod1", "down")),
+    wrong(3, "plug", "the pod end left down", ("pod_end.add_address(cidr).up()", "pod_end.add_address(cidr)"),
+          words=("eth0", "down")),
+    wrong(3, "plug", "the pods given /32 addresses", ("pod_end.add_address(cidr)", 'pod_end.add_address(cidr.replace("/24", "/32"))'),
+          words=("/32",)),
+    wrong(3, "plug", "the pod's address on the host end", ("pod_end.add_address(cidr).up()", "pod_end.up(); host_end.add_address(cidr)"),
+          words=("eth0", "address")),
+    # stage 04: TCP
+    wrong(4, "echo_server", "the server in the wrong pod", ('EchoServer(pods["pod1"], PORT)', 'EchoServer(pods["pod2"], PORT)'),
+          words=("pod1", "7000")),
+    wrong(4, "echo_server", "the server on the wrong port", ('EchoServer(pods["pod1"], PORT)', 'EchoServer(pods["pod1"], 8000)'),
+          words=("7000",)),
+    wrong(4, "echo_server", "forgotten return", ('return EchoServer(pods["pod1"], PORT)', 'EchoServer(pods["pod1"], PORT)'),
+          words=("echo_server", "returned None")),
+    # stage 05: egress
+    wrong(5, "masquerade", "MASQUERADE on the unprefixed uplink name", ('"-o", uplink.name', '"-o", "up0"'),
+          words=("up0", "MASQUERADE")),
+    wrong(5, "masquerade", "MASQUERADE on the bridge instead of the uplink", ('"-o", uplink.name', '"-o", host.link("br0").name'),
+          words=("MASQUERADE", "uplink")),
+    wrong(5, "masquerade", "MASQUERADE for another subnet", ('"-s", POD_SUBNET', '"-s", "10.0.2.0/24"'),
+          words=("MASQUERADE", "10.0.3")),
+    wrong(5, "masquerade", "MASQUERADE in the filter table", ('table="nat"', 'table="filter"'), words=("nat",)),
+    wrong(5, "masquerade", "MASQUERADE in PREROUTING", ('("POSTROUTING",', '("PREROUTING",'), words=("POSTROUTING",)),
+    wrong(5, "pod_routes", "the default route via the uplink's address", ("via=GATEWAY_IP", 'via="192.0.2.1"'),
+          words=("192.0.2.1",)),
+    wrong(5, "pod_routes", "the default route via a gateway nobody holds", ("via=GATEWAY_IP", 'via="10.0.3.254"'),
+          words=("10.0.3.254",)),
+    wrong(5, "forwarding", "IPv6 forwarding instead of IPv4", ('"net.ipv4.ip_forward"', '"net.ipv6.conf.all.forwarding"'),
+          words=("ip_forward",)),
+    # stage 06: the VXLAN overlay
+    wrong(6, "join_p2p", "a VNI per node", ('VNI["p2p"],', 'VNI["p2p"] + len(cluster),'), words=("VNI",)),
+    wrong(6, "join_p2p", "Linux's default VXLAN port 8472 instead of 4789", ("port=VXLAN_PORT", "port=8472"),
+          words=("4789",)),
+    wrong(6, "join_p2p", "the VXLAN device not on the bridge", ("node.vtep.set_mtu(POD_MTU).set_master(node.bridge).up()",
+                                                               "node.vtep.set_mtu(POD_MTU).up()"), words=("vxlan0", "master")),
+    wrong(6, "join_p2p", "the flood entries only one way", ("        peer.ns.add_fdb(peer.vtep, ZERO_MAC, node.ip, append=True)\n", ""),
+          words=("FDB",)),
+    wrong(6, "join_routed", "a VNI per node", ('VNI["routed"],', 'VNI["routed"] + len(cluster),'), words=("VNI",)),
+    wrong(6, "route_to", "the FDB entry to the node's own VTEP", ("node.ns.add_fdb(node.vtep, mac, peer.ip)",
+                                                                "node.ns.add_fdb(node.vtep, mac, node.ip)"), words=("FDB",)),
+    wrong(6, "route_to", "the permanent ARP entry forgotten", ("    node.ns.add_neighbour(peer.vtep_ip, mac, node.vtep)\n", ""),
+          words=("ARP",)),
+    wrong(6, "route_to", "the ARP entry with the node's own VTEP MAC", ("node.ns.add_neighbour(peer.vtep_ip, mac, node.vtep)",
+                                                                      "node.ns.add_neighbour(peer.vtep_ip, node.vtep.state().mac, node.vtep)"),
+          words=("ARP",)),
+    wrong(6, "add_node", "the MTU not lowered", ("        node.ports[name].set_mtu(POD_MTU)\n        pod.link(\"eth0\").set_mtu(POD_MTU)\n", ""),
+          words=("MTU",)),
+    wrong(6, "add_node", "the MTU lowered on the host end only", ("        pod.link(\"eth0\").set_mtu(POD_MTU)\n", ""),
+          words=("MTU", "eth0")),
+    # stage 07: the plugin's steps
+    wrong(7, "wire", "the pod end left down", ('    inner.set_link(cont["index"], up=True)\n', ""), words=("down",)),
+    wrong(7, "wire", "the host end not on the bridge", ('nl.set_link(host["index"], master=bridge["index"], up=True)',
+                                                       'nl.set_link(host["index"], up=True)'), words=("bridge",)),
+    wrong(7, "wire", "the pod's address as a /32", ("inner.add_addr(cont[\"index\"], ip, conf.pool.plen)",
+                                                    "inner.add_addr(cont[\"index\"], ip, 32)"), words=("/32",)),
+    wrong(7, "ensure_bridge", "ip_forward forgotten", ("if conf.is_gateway or conf.ip_masq:", "if False:"), words=("ip_forward",)),
+    wrong(7, "cmd_del", "the address never released", ("        conf.pool.release(cid, ifname, attachment_id(cid, ifname))\n", ""),
+          words=("release",)),
+    wrong(7, "cmd_del", "DEL of the pod end's name instead of the host end", ("nl.del_link(host_veth(cid, ifname))",
+                                                                            "nl.del_link(ifname)"), words=("host",)),
+)
