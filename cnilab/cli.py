@@ -108,44 +108,58 @@ def cmd_workbook_export(args: argparse.Namespace) -> int:
 def cmd_workbook_reset(args: argparse.Namespace) -> int:
     from .teach.workbook import reset
 
-    for rel in reset(args.stage, Path(args.dir) if args.dir else None):
-        print(f"reset {rel}: its TODOs are back")
+    for rel in reset(args.stage, Path(args.dir) if args.dir else None, force=args.force):
+        print(f"reset {rel}: its TODOs are back, its hints start again at 1")
     return 0
 
 
-def _workbook_tests(dir_arg: str | None) -> Path:
+def _workbook(dir_arg: str | None) -> Path:
     from .teach.workbook import workbook_root
 
-    return workbook_root(Path(dir_arg) if dir_arg else None) / "tests"
+    return workbook_root(Path(dir_arg) if dir_arg else None)
 
 
 def cmd_progress(args: argparse.Namespace) -> int:
     from .teach.runner import show_progress
 
-    _need_root("progress")
-    return show_progress(_workbook_tests(args.dir))
+    return show_progress(_workbook(args.dir))
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    import json
+
+    from .teach.runner import grade, grade_markdown
+
+    g = grade(_workbook(args.dir), only=None if args.stage is None else [args.stage])
+    if not g["stages"]:
+        raise LabError(f"The workbook has no stage {args.stage:02d}: stages are 1 to 7.")
+    print(json.dumps(g, indent=1) if args.json else grade_markdown(g))
+    if args.require_done:
+        return 0 if all(s["state"] == "done" for s in g["stages"]) else 1
+    return 0
 
 
 def cmd_hint(args: argparse.Namespace) -> int:
-    import json
-
     from .core.suite import tests_dir
+    from .teach.gradebook import hints_shown, set_hints_shown
     from .teach.recipe import load_conftest, stage_dir
+    from .teach.workbook import stored_hints
 
-    tests = _workbook_tests(args.dir) if not args.reference else tests_dir()
-    hints = getattr(load_conftest(stage_dir(args.stage, tests) / "conftest.py"), "HINTS", [])
+    wb = None if args.reference else _workbook(args.dir)
+    hints = stored_hints(wb).get(str(args.stage)) if wb else None
+    if hints is None:  # the checkout's own hints, or a workbook exported before hints moved out of the conftests
+        tests = wb / "tests" if wb else tests_dir()
+        hints = getattr(load_conftest(stage_dir(args.stage, tests) / "conftest.py"), "HINTS", [])
     if not hints:
         raise LabError(f"Stage {args.stage:02d} has no hints.")
-    state_file = tests.parent / ".cnilab" / "hints.json"
-    seen = json.loads(state_file.read_text()) if state_file.exists() else {}
-    shown = len(hints) if args.all else min(seen.get(str(args.stage), 0) + 1, len(hints))
+    seen = hints_shown(wb).get(str(args.stage), 0) if wb else 0
+    shown = len(hints) if args.all else min(seen + 1, len(hints))
     for i, hint in enumerate(hints[:shown], 1):
         print(f"stage {args.stage:02d} hint {i}/{len(hints)}: {hint}")
     if shown < len(hints):
         print(f"(run `cnilab hint {args.stage}` again for the next one)")
-    if state_file.parent.is_dir():
-        seen[str(args.stage)] = shown
-        state_file.write_text(json.dumps(seen))
+    if wb:
+        set_hints_shown(wb, args.stage, max(shown, seen))
     return 0
 
 
@@ -255,6 +269,7 @@ def _add_teaching_commands(sub: argparse._SubParsersAction) -> None:
     rst = wb_sub.add_parser("reset", help="put one stage's TODOs back")
     rst.add_argument("stage", type=int)
     rst.add_argument("--dir", help="the workbook (default: the one around the current folder)")
+    rst.add_argument("--force", action="store_true", help="overwrite a stage you changed (a backup is kept)")
     rst.set_defaults(func=cmd_workbook_reset)
     prog = sub.add_parser("progress", help="each workbook stage: done / failing / not started")
     prog.add_argument("--dir", help="the workbook (default: the one around the current folder)")
@@ -265,6 +280,14 @@ def _add_teaching_commands(sub: argparse._SubParsersAction) -> None:
     hint.add_argument("--dir", help="the workbook (default: the one around the current folder)")
     hint.add_argument("--reference", action="store_true", help="read the hints of this checkout, outside a workbook")
     hint.set_defaults(func=cmd_hint)
+    grd = sub.add_parser("grade", help="for teachers: per stage pass/fail, hints used, test integrity, a total")
+    grd.add_argument("--dir", help="the workbook (default: the one around the current folder)")
+    form = grd.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="JSON (the default is a Markdown table)")
+    form.add_argument("--markdown", action="store_true", help="a Markdown table (e.g. for $GITHUB_STEP_SUMMARY)")
+    grd.add_argument("--stage", type=int, help="only this stage")
+    grd.add_argument("--require-done", action="store_true", help="exit 1 unless the stage(s) are done (autograding)")
+    grd.set_defaults(func=cmd_grade)
     demo = sub.add_parser("demo", help="build a stage step by step, narrated and paced by Enter, then verify it")
     demo.add_argument("stage", type=int, choices=range(1, 8), metavar="N", help="stage 1-7")
     demo.add_argument("--auto", action="store_true", help="run unpaced (CI, recordings)")

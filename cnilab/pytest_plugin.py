@@ -98,6 +98,10 @@ def pytest_configure(config: pytest.Config) -> None:
         os.close(fd)
         os.environ[PREFIX_LOG_ENV] = path
         config._cnilab_prefix_log = path  # type: ignore[attr-defined]
+    if (config.rootpath / ".cnilab" / "workbook.json").exists():  # a student's workbook: keep its gradebook
+        from .teach.gradebook import Recorder
+
+        config.pluginmanager.register(Recorder(config.rootpath, [str(a) for a in config.args]), "cnilab-gradebook")
     config.addinivalue_line("markers", "stage(n): the lab stage (1-7) a test belongs to; set from the directory name")
     config.addinivalue_line("markers", "unit: a test of the library itself that needs no root")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -11,9 +13,12 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
+from ..core.errors import NotRootError
 from ..core.suite import tests_dir
+from .gradebook import hints_shown, stage_records, stale_stages
 from .recipe import load_stage
 from .stages import stage_dirs, stage_of
+from .workbook import stored_hints
 
 
 
@@ -22,17 +27,9 @@ class StageTally:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
-    todo: int = 0       # failed because a workbook TODO is still open
     xfailed: int = 0    # expected failures (the reference plugin's known differences)
     seconds: float = 0.0
     skip_reasons: set[str] = field(default_factory=set)
-
-    @property
-    def state(self) -> str:
-        """A workbook stage: done, failing (something built, something wrong) or not started (only TODOs)."""
-        if self.failed == 0 and self.passed:
-            return "done"
-        return "not started" if self.failed and self.failed == self.todo else "failing"
 
     @property
     def verdict(self) -> str:
@@ -64,7 +61,6 @@ class Tally:
                     tally.skip_reasons.add(str(report.longrepr[2]).removeprefix("Skipped: "))
             elif report.failed:
                 tally.failed += 1
-                tally.todo += bool(getattr(report, "cnilab_todo", None))
             elif report.when == "call":
                 tally.passed += 1
 
@@ -127,34 +123,92 @@ class _Live(Tally):
         self.progress.advance(self.task)
 
 
-STATE_STYLE = {"done": "[green]done[/]", "failing": "[red]failing[/]", "not started": "[dim]not started[/]"}
+STATE_STYLE = {"done": "[green]done[/]", "failing": "[red]failing[/]", "not started": "[dim]not started[/]",
+               "tests modified": "[bold red]tests modified[/]", "not run": "[dim]not run[/]"}
 
 
-def show_progress(tests_dir: Path, console: Console | None = None) -> int:
-    """``cnilab progress``: run every stage of a workbook and show each one's state, like rustlings."""
+def here_command(tool: str, *args: str, root: bool = False) -> str:
+    """A command line that works where it is printed: this cnilab's own ``tool`` (by its full path unless the
+    PATH finds this very one), with ``sudo`` only for a user who is not root and only where root is needed
+    (sudo resets PATH, so then always the full path)."""
+    mine = Path(sys.executable).parent / tool
+    found = shutil.which(tool)
+    sudo = root and os.geteuid() != 0
+    exe = tool if not sudo and found and Path(found).resolve() == mine.resolve() else str(mine)
+    return " ".join(["sudo"] * sudo + [exe, *args])
+
+
+def refresh(wb: Path, console: Console, why: str, only: list[int] | None = None) -> list[int]:
+    """Rerun the stages (all, or ``only``) whose recorded results no longer stand; return them (the rest are
+    reused)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    console = console or Console()
-    dirs = stage_dirs(tests_dir)
-    with Progress(TextColumn("checking your stages"), BarColumn(), MofNCompleteColumn(), console=console,
-                  transient=True) as progress:
+    stale = [s for s in stale_stages(wb) if only is None or s in only]
+    if not stale:
+        return []
+    if os.geteuid() != 0:
+        raise NotRootError(f"{why} (stages {', '.join(f'{s:02d}' for s in stale)} changed since their last run)")
+    dirs = [d for d in stage_dirs(wb / "tests") if stage_of(d.name) in stale]
+    with Progress(TextColumn(f"running stage(s) {', '.join(f'{s:02d}' for s in stale)}"), BarColumn(),
+                  MofNCompleteColumn(), console=console, transient=True) as progress:
         live = _Live(progress, progress.add_task("tests", total=None))
-        pytest.main([*map(str, dirs), "-p", "no:terminal", "-p", "no:cacheprovider"], plugins=[live])
+        pytest.main([*map(str, dirs), "--rootdir", str(wb), "-p", "no:terminal", "-p", "no:cacheprovider"], plugins=[live])
+    return stale
+
+
+def show_progress(wb: Path, console: Console | None = None) -> int:
+    """``cnilab progress``: each stage's state, like rustlings -- from the recorded results of the last runs,
+    rerunning only the stages changed since."""
+    console = console or Console()
+    rerun = refresh(wb, console, "cnilab progress")
+    records = stage_records(wb)
     table = Table(title="cnilab progress")
-    for col in ("stage", "what it proves", "state", "tests passed"):
+    for col in ("stage", "what it proves", "state", "tests passed", "result from"):
         table.add_column(col)
-    done = 0
-    for d in dirs:
-        stage = int(d.name[5:7])
-        t = live.stages.get(stage, StageTally())
-        done += t.state == "done"
-        total = t.passed + t.failed
-        table.add_row(f"{stage:02d}", title_of(stage, tests_dir), STATE_STYLE[t.state], f"{t.passed}/{total}")
+    for r in records:
+        table.add_row(f"{r.stage:02d}", title_of(r.stage, wb / "tests"), STATE_STYLE[r.state],
+                      f"{r.passed}/{r.total}" + (f" ({r.todo} wait for a TODO)" if r.todo else ""),
+                      "this run" if r.stage in rerun else "your last run (unchanged since)")
     console.print(table)
+    for r in records:
+        for change in r.modified:
+            console.print(f"  stage {r.stage:02d}: {change} -- the tests must stay as exported to count")
+    done = sum(r.state == "done" for r in records)
     width = 28
-    filled = round(width * done / len(dirs)) if dirs else 0
-    console.print(f"Progress: [green]{'#' * filled}[/][dim]{'-' * (width - filled)}[/] {done}/{len(dirs)} stages done")
-    nxt = next((int(d.name[5:7]) for d in dirs if live.stages.get(int(d.name[5:7]), StageTally()).state != "done"), None)
+    filled = round(width * done / len(records)) if records else 0
+    console.print(f"Progress: [green]{'#' * filled}[/][dim]{'-' * (width - filled)}[/] {done}/{len(records)} stages done")
+    nxt = next((r.stage for r in records if r.state != "done"), None)
     if nxt is not None:
-        console.print(f"Next: stage {nxt:02d} -- `sudo .venv/bin/pytest -k stage{nxt:02d}`; stuck? `cnilab hint {nxt}`")
-    return 0 if done == len(dirs) else 1
+        console.print(f"Next: stage {nxt:02d} -- `{here_command('pytest', '-k', f'stage{nxt:02d}', root=True)}`; "
+                      f"stuck? `{here_command('cnilab', 'hint', str(nxt))}`", highlight=False)
+    return 0 if done == len(records) else 1
+
+
+def grade(wb: Path, console: Console | None = None, only: list[int] | None = None) -> dict:
+    """What a teacher records: per stage its counts, state, hints used and test integrity; a total (of the
+    stages ``only``, when given)."""
+    console = console or Console(stderr=True)
+    refresh(wb, console, "cnilab grade", only)
+    shown, hints = hints_shown(wb), stored_hints(wb)
+    stages = [{"stage": r.stage, "title": title_of(r.stage, wb / "tests"), "state": r.state, "passed": r.passed,
+               "failed": r.failed + r.todo, "todo": r.todo, "skipped": r.skipped, "tests_intact": not r.modified,
+               "modified": list(r.modified), "hints_used": shown.get(str(r.stage), 0),
+               "hints_total": len(hints.get(str(r.stage), [])), "points": int(r.state == "done"), "max_points": 1}
+              for r in stage_records(wb) if only is None or r.stage in only]
+    return {"workbook": str(wb), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "stages": stages,
+            "total": {"points": sum(s["points"] for s in stages), "max_points": len(stages),
+                      "passed": sum(s["passed"] for s in stages), "failed": sum(s["failed"] for s in stages),
+                      "hints_used": sum(s["hints_used"] for s in stages),
+                      "tests_intact": all(s["tests_intact"] for s in stages)}}
+
+
+def grade_markdown(g: dict) -> str:
+    rows = ["| stage | what it proves | state | passed | failed | hints used | tests intact | points |",
+            "|---|---|---|---|---|---|---|---|"]
+    for s in g["stages"]:
+        rows.append(f"| {s['stage']:02d} | {s['title']} | {s['state']} | {s['passed']} | {s['failed']} | "
+                    f"{s['hints_used']}/{s['hints_total']} | {'yes' if s['tests_intact'] else 'NO'} | {s['points']}/{s['max_points']} |")
+    t = g["total"]
+    rows.append(f"| **total** | | | {t['passed']} | {t['failed']} | {t['hints_used']} | "
+                f"{'yes' if t['tests_intact'] else 'NO'} | **{t['points']}/{t['max_points']}** |")
+    return f"## cnilab grade ({g['timestamp']})\n\n" + "\n".join(rows) + "\n"

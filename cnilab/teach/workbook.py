@@ -14,21 +14,26 @@ library, plugin harness) stays the same, so the unchanged tests say when the stu
 
 from __future__ import annotations
 
+import ast
+import base64
 import json
 import re
 import shutil
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import LabError
 from ..core.suite import suite_root
+from .gradebook import STATE, set_hints_shown, write_manifest
 from .stages import stage_dirs, stage_of
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::\s*(?P<text>.*?))?\s*$")
 END = re.compile(r"^[ \t]*# END SOLUTION\s*$")
 DEF = re.compile(r"^\s*def (\w+)\(")
-STATE = ".cnilab"
 PLUGIN_FILE = "plugin/cnilab_cni/plugin.py"
+HINTS_FILE = "hints.dat"
 
 
 @dataclass(frozen=True)
@@ -76,16 +81,43 @@ def stub(block: Block) -> list[str]:
 
 
 def without_solutions(path: Path) -> str:
-    """The file's text with every solution block replaced by its stub."""
+    """The file's text with every solution block replaced by its stub, and without its ``HINTS``: the file
+    the student edits holds TODOs and docstrings only; ``cnilab hint N`` reveals the hints one by one."""
     lines = path.read_text().splitlines()
     for block in reversed(blocks(path)):
         lines[block.begin:block.end + 1] = stub(block)
+    for first, last in reversed(_hints_lines("\n".join(lines))):
+        lines[first - 1:last] = []
     text = "\n".join(lines) + "\n"
     if path.name == "plugin.py":
         text = text.replace("from .errors import (", "from .errors import (TODO, ", 1)
     elif "todo(" in text and "import todo" not in text:
         text = text.replace("from cnilab.teach.recipe import Recipe", "from cnilab.teach.recipe import Recipe, todo", 1)
     return text
+
+
+def _hints_lines(text: str) -> list[tuple[int, int]]:
+    """(first, last) line numbers of each top-level ``HINTS = [...]``."""
+    return [(n.lineno, n.end_lineno) for n in ast.parse(text).body
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HINTS" for t in n.targets)]
+
+
+def hints_of(root: Path) -> dict[str, list[str]]:
+    """{stage: its hints} of the reference suite, read without running any stage code."""
+    found = {}
+    for d in stage_dirs(root / "tests"):
+        tree = ast.parse((d / "conftest.py").read_text())
+        for n in tree.body:
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HINTS" for t in n.targets):
+                found[str(stage_of(d.name))] = ast.literal_eval(n.value)
+    return found
+
+
+def stored_hints(wb: Path) -> dict[str, list[str]]:
+    """The hints kept with a workbook, outside the files the student edits (base64, so that a glance at
+    .cnilab or a grep for the answer does not spoil them -- not a secret)."""
+    path = wb / STATE / HINTS_FILE
+    return json.loads(base64.b64decode(path.read_bytes())) if path.exists() else {}
 
 
 def source_root() -> Path:
@@ -107,12 +139,14 @@ addopts = "--import-mode=importlib -p no:cacheprovider"
 README = """# cnilab workbook
 
 Fill the TODOs in each stage's `tests/stageNN_*/conftest.py` (stage 07: `plugin/cnilab_cni/plugin.py`),
-then prove your work with the unchanged tests:
+then prove your work with the unchanged tests (they are checksummed: an edited test never counts as done).
+From this folder, in a root shell (from a normal shell, put `sudo` in front of the first two):
 
-    sudo {venv}/pytest -k stage02          # one stage
-    sudo {venv}/cnilab progress            # every stage: done / failing / not started
-    {venv}/cnilab hint 2                   # the next hint for stage 02
-    {venv}/cnilab workbook reset 2         # start stage 02 over
+    {venv}/pytest -k stage02          # one stage
+    {venv}/cnilab progress            # every stage: done / failing / not started (reruns only what changed)
+    {venv}/cnilab hint 2              # the next hint for stage 02, one more each time
+    {venv}/cnilab workbook reset 2    # start stage 02 over (keeps a backup of your version)
+    {venv}/cnilab grade --markdown    # what a teacher sees
 """
 
 
@@ -127,16 +161,18 @@ def export(dest: Path, root: Path | None = None, *, solutions: bool = False) -> 
         shutil.copytree(sub, dest / sub.relative_to(root), ignore=ignore)
     shutil.copytree(root / "plugin", dest / "plugin", ignore=ignore)
     (dest / "pyproject.toml").write_text(PYPROJECT)
-    (dest / "conftest.py").write_text('"""Anchors pytest at the workbook; the cnilab plugin does the rest."""\n')
-    import sys
+    shutil.copy(Path(__file__).with_name("root_conftest.py"), dest / "conftest.py")
     (dest / "README.md").write_text(README.format(venv=Path(sys.executable).parent))
     (dest / STATE).mkdir()
-    (dest / STATE / "workbook.json").write_text(json.dumps({"source": str(root)}))
+    # the python whose cnilab made it: the pytest shim (`sudo pytest` in the workbook) runs that one's pytest
+    (dest / STATE / "workbook.json").write_text(json.dumps({"source": str(root), "python": sys.executable}))
+    (dest / STATE / HINTS_FILE).write_bytes(base64.b64encode(json.dumps(hints_of(root)).encode()))
     turned = []
     for rel in solution_files(root):
         turned += blocks(root / rel)
         if not solutions:
             (dest / rel).write_text(without_solutions(root / rel))
+    write_manifest(dest, solution_files(root))
     return turned
 
 
@@ -148,14 +184,27 @@ def workbook_root(start: Path | None = None) -> Path:
     raise LabError(f"{here} is not inside a workbook: run `cnilab workbook export DIR` first, then work in DIR.")
 
 
-def reset(stage: int, workbook: Path | None = None) -> list[Path]:
-    """Put stage ``stage``'s TODOs back (its conftest, or the plugin for stage 07); return the files reset."""
+def reset(stage: int, workbook: Path | None = None, *, force: bool = False) -> list[Path]:
+    """Put stage ``stage``'s TODOs back (its conftest, or the plugin for stage 07) and its hint counter to
+    zero; return the files reset. A file the student changed is overwritten only with ``force``, and then
+    kept first under ``.cnilab/backup/TIME/``."""
     wb = workbook_root(workbook)
     root = Path(json.loads((wb / STATE / "workbook.json").read_text())["source"])
     files = [rel for rel in solution_files(root) if stage_of_path(rel) == stage and (
         rel.name == "plugin.py" or stage_of(rel.parent.name) == stage)]
     if not files:
         raise LabError(f"Stage {stage} has nothing to reset: stages are 1 to 7.")
+    fresh = {rel: without_solutions(root / rel) for rel in files}
+    changed = [rel for rel in files if (wb / rel).exists() and (wb / rel).read_text() != fresh[rel]]
+    if changed and not force:
+        raise LabError(f"Stage {stage:02d}: you changed {', '.join(map(str, changed))}; a reset would overwrite your "
+                       f"work: run `cnilab workbook reset {stage} --force` (it keeps a backup in {STATE}/backup/).")
+    if changed:
+        backup = wb / STATE / "backup" / time.strftime("%Y%m%d-%H%M%S")
+        for rel in changed:
+            (backup / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(wb / rel, backup / rel)
     for rel in files:
-        (wb / rel).write_text(without_solutions(root / rel))
+        (wb / rel).write_text(fresh[rel])
+    set_hints_shown(wb, stage, None)
     return files
