@@ -28,13 +28,44 @@ from ..core.step import Step
 from ..observe.topology import Topology
 
 
-def why_of(fn: Callable[..., Any]) -> str:
+def prose(text: str, values: dict[str, Any] | None = None) -> str:
+    """A docstring as a reader should see it: paragraphs reflowed but bullet items kept one per line,
+    RST ``literals`` as `literals`, and the names it mentions -- constants like NODES, parameters like
+    `mode` -- replaced by their values in this run."""
+    values = values or {}
+
+    def value(m: re.Match) -> str:
+        name = m.group(1) or m.group(2)
+        return str(values[name]) if name in values else m.group(0)
+
+    out = []
+    for para in text.split("\n\n"):
+        items = re.split(r"\n\s*(?=[*-] )", para.strip())
+        out.append("\n".join(re.sub(r"\s*\n\s*", " ", item) for item in items))
+    joined = "\n\n".join(out).replace("``", "`")
+    return re.sub(r"`(\w+)`|\b([A-Z][A-Z0-9_]{2,})\b", value, joined)
+
+
+def why_of(fn: Callable[..., Any], values: dict[str, Any] | None = None) -> str:
     """The sentence a fixture or helper gives for itself: its docstring without the Name/Scope line."""
     doc = inspect.getdoc(fn) or ""
     paragraphs = [p for p in doc.split("\n\n") if p.strip()]
     if paragraphs and paragraphs[0].startswith("Name:"):
         paragraphs = paragraphs[1:]
-    return re.sub(r"\s+", " ", paragraphs[0]).strip() if paragraphs else ""
+    return prose(paragraphs[0], values) if paragraphs else ""
+
+
+def run_values(module: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """What a docstring's names stand for in this run: the constants of the stage and of the stages it builds
+    on (a table by its keys: "every pod of pod1, pod2, pod3"), and the given parameters."""
+    values: dict[str, Any] = {}
+    recipe = module.recipe
+    while recipe is not None:
+        for k, v in vars(load_conftest(recipe.path)).items():
+            if k.isupper() and k not in values and isinstance(v, (int, str, dict)):
+                values[k] = ", ".join(map(str, v)) if isinstance(v, dict) else v
+        recipe = recipe.base
+    return {**values, **given}
 
 
 class Presenter:
@@ -45,6 +76,7 @@ class Presenter:
         self._shown: dict[str, tuple] = {}
         self._depth = 0
         self._told: set[str] = set()
+        self.values: dict[str, Any] = {}  # what docstrings' names stand for in this run (see prose)
 
     def pause(self, prompt: str = "") -> None:
         if not self.auto:
@@ -85,7 +117,7 @@ class Presenter:
                     self.console.print(Rule(f"[bold]{name}", align="left"))
                 else:
                     self.console.print(f"[bold]{'  ' * (self._depth - 2)}> {name}[/]")
-                why = why_of(fn)
+                why = why_of(fn, self.values)
                 if why and name not in self._told:
                     self._told.add(name)
                     self.console.print(f"[cyan]{why}[/]")
@@ -116,15 +148,15 @@ def run_demo(stage: int, tests_dir: Path, *, auto: bool, keep: bool = False, ver
     module = load_conftest(stage_dir(stage, tests_dir) / "conftest.py")
     recipe = module.recipe
     show = Presenter(console, auto=auto, cps=cps)
-    intro = "\n\n".join(re.sub(r"\s*\n\s*", " ", p) for p in (inspect.getdoc(module) or recipe.title).split("\n\n"))
-    console.print(Panel(intro, title=f"cnilab demo: stage {stage:02d} -- {recipe.title}",
-                        expand=False))
     given = {**getattr(module, "DEMO", {}), **(given or {})}
+    show.values = run_values(module, {"node_kind": "netns", **given})
+    intro = prose(inspect.getdoc(module) or recipe.title, show.values)
+    console.print(Panel(intro, title=f"cnilab demo: stage {stage:02d} -- {recipe.title}", expand=False))
     with Lab(keep=keep, narrator=show.narrate) as lab:
         recipe.build(lab, on_step=show.on_step(lab), node_kind="netns", **given)
         for name, trace in recipe.traces.items():
             console.print(Rule(f"[bold]{name}", align="left"))
-            console.print(f"[cyan]{why_of(trace)}[/]")
+            console.print(f"[cyan]{why_of(trace, show.values)}[/]")
             show.pause("(Enter: run it)")
             console.print(render(trace(lab)))
             show.show_state(lab)

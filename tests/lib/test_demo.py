@@ -52,6 +52,9 @@ def test_each_demo_runs_unpaced_to_its_verdict(stage, tmp_path):
     assert (tmp_path / "cnilab-pictures" / f"stage{stage:02d}.svg").is_file()
     prefix = PREFIX.search(out).group(1)
     assert f"lab {prefix} torn down" in out and not lab_namespaces(prefix)
+    raw = re.findall(r"``\w+``|\b(?:NODES|PODS_PER_NODE|GATEWAY|POD_IPS|SERVER_IP)\b|`(?:node_kind|mode)`", out)
+    assert not raw, f"docstring placeholders shown raw: {sorted(set(raw))}"
+    assert "Task was destroyed" not in out + done.stderr, "asyncio complained about tasks left pending at exit"
 
 
 def test_the_narration_gives_a_why_before_the_steps(tmp_path):

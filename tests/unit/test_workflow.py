@@ -22,7 +22,7 @@ WORKFLOWS = sorted(p.name for p in (ROOT / "ci").glob("*.yml"))
 
 
 def test_every_workflow_is_checked():
-    assert {"github-actions.yml", "check-cni-plugin.yml"} <= set(WORKFLOWS), WORKFLOWS
+    assert {"github-actions.yml", "check-cni-plugin.yml", "classroom.yml"} <= set(WORKFLOWS), WORKFLOWS
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS)
@@ -36,3 +36,19 @@ def test_actionlint_does_catch_a_broken_workflow(actionlint, tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: echo ${{ github.nope }}\n")
     assert subprocess.run([actionlint, str(bad)], capture_output=True).returncode != 0
+
+
+def test_the_classroom_workflow_calls_cnilab_as_cnilab_parses_it():
+    """Every `cnilab ...` command of the autograding workflow is one the CLI accepts (a typo would grade 0)."""
+    import re
+    import shlex
+
+    from cnilab.cli import build_parser
+
+    text = (ROOT / "ci" / "classroom.yml").read_text()
+    commands = re.findall(r"cnilab/\.venv/bin/cnilab ([^\n>]+)", text)
+    assert len(commands) >= 9, commands  # the full grade, one per stage, the leftover check
+    for command in commands:
+        build_parser().parse_args(shlex.split(command))
+    stages = re.findall(r"--stage (\d+) --require-done", text)
+    assert sorted(map(int, stages)) == list(range(1, 8)), "one graded step per stage"
