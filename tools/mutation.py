@@ -86,7 +86,9 @@ def target(block: Block) -> list[str]:
     return [str(stage_dir(block.stage, Path("tests")))]
 
 
-def run(mutant: Mutant, scratch: Path) -> None:
+def run(mutant: Mutant, scratch: Path, only: list[str] | None = None) -> None:
+    """Apply ``mutant`` to the scratch suite, run its stage's tests (or ``only`` these) to the first failure,
+    record what the student would read; the scratch file is restored afterwards."""
     path = scratch / mutant.block.path
     original = path.read_text()
     path.write_text(mutant.apply(original))
@@ -94,7 +96,7 @@ def run(mutant: Mutant, scratch: Path) -> None:
     report = scratch / "mutant.xml"
     try:
         done = run_nested([str(BIN / "pytest"), "-x", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-                           *target(mutant.block)], cwd=scratch, capture_output=True, text=True, timeout=600)
+                           *(only or target(mutant.block))], cwd=scratch, capture_output=True, text=True, timeout=600)
     finally:
         path.write_text(original)
     mutant.seconds = time.monotonic() - started

@@ -109,6 +109,11 @@ class Session:
         return bool(self.target.own(self.conflist()).get("ipMasq"))
 
     @property
+    def is_gateway(self) -> bool:
+        """The configuration asks the plugin to put the pods' gateway on the node (a bridge's isGateway)."""
+        return self.target.own(self.conflist()).get("isGateway") is True
+
+    @property
     def disable_check(self) -> bool:
         return str(self.conflist().get("disableCheck", "")).lower() == "true"
 

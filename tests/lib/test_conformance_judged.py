@@ -44,6 +44,9 @@ elif MUTANT == "stale-result-version" and command == "ADD" and code == 0:
     result = json.loads(out)
     result["cniVersion"] = "0.4.0"
     out = json.dumps(result).encode()
+elif MUTANT == "gateway-not-on-node" and command == "ADD" and code == 0:
+    # isGateway is configured, yet the bridge ends up without the gateway: the pods' next hop is nobody
+    subprocess.run(["ip", "addr", "flush", "dev", json.loads(stdin).get("bridge", "cni0")], capture_output=True)
 elif MUTANT == "wrong-error-code" and code != 0:
     err = json.loads(out)
     err["code"] = 999
@@ -60,6 +63,7 @@ MUTANTS = {
     "del-does-nothing": "del.releases",
     "check-says-yes": "check.detects[address-removed]",
     "wrong-error-code": "error.code[missing-env]",
+    "gateway-not-on-node": "add.gateway",
 }
 
 

@@ -32,8 +32,8 @@ def allocated(kubelet) -> dict[str, str]:
 def test_run_pod_sandbox_is_ready_with_the_ip_cnilab_assigned(kubelet):
     sandbox, _ = kubelet.run_pod("web", kubelet.work / "logs")
     status = kubelet.pod_status(sandbox)
-    assert status.state == kubelet.pb.SANDBOX_READY
-    assert status.network.ip.startswith(SUBNET_PREFIX)
+    assert status.state == kubelet.pb.SANDBOX_READY, f"CRI reports the sandbox {status.state}, not SANDBOX_READY"
+    assert status.network.ip.startswith(SUBNET_PREFIX), f"the pod's IP {status.network.ip!r} is not from the network's subnet {SUBNET_PREFIX}*"
     assert allocated(kubelet) == {status.network.ip: sandbox}, "cnilab's IPAM holds the address for this sandbox"
 
 
@@ -55,11 +55,11 @@ def test_stop_and_remove_give_the_ip_back_and_leave_nothing(kubelet, node):
     kubelet.stop_pod(sandbox)       # DEL with CNI_NETNS set
     assert ip not in allocated(kubelet), "StopPodSandbox must release the address (CNI DEL)"
     kubelet.remove_pod(sandbox)     # containerd sends a second DEL with CNI_NETNS empty
-    assert kubelet.pods() == []
-    assert [l for l in node.links() if l.startswith("vc")] == []
+    assert kubelet.pods() == [], f"pods remain after RemovePodSandbox: {kubelet.pods()}"
+    assert [l for l in node.links() if l.startswith("vc")] == [], "the host ends (vc*) of removed pods remain on the node"
     assert os.listdir(netns_dir) == [], "the pod's network namespace is gone"
     again, _ = kubelet.run_pod("web2", kubelet.work / "logs")
-    assert kubelet.pod_status(again).network.ip.startswith(SUBNET_PREFIX)
+    assert kubelet.pod_status(again).network.ip.startswith(SUBNET_PREFIX), "a pod created again gets no address from the subnet"
 
 
 @pytest.mark.parametrize("runtime", ["containerd", "cnilab-runtime"])
@@ -72,8 +72,8 @@ def test_a_pod_comes_up_and_the_plugin_logs_the_call(lab, node, runtime, monkeyp
     if runtime == "cnilab-runtime":
         monkeypatch.setattr(cri, "unavailable", lambda: "containerd left out on purpose")
     trace = stage.pod_comes_up(lab)
-    assert ("crictl" in trace.probe) is (runtime == "containerd")
+    assert ("crictl" in trace.probe) is (runtime == "containerd"), f"the trace used {trace.probe!r}, expected crictl exactly for the containerd runtime"
     adds = [line for line in trace.log if " ADD " in line and " -> ok " in line]
     assert len(adds) == 1, f"expected one successful ADD in the plugin's log, got {trace.log}"
-    assert ip_of(adds[0].split(" -> ok ")[1].split()[0]) == ip_of(trace.result)
-    assert "ifname=eth0" in adds[0]
+    assert ip_of(adds[0].split(" -> ok ")[1].split()[0]) == ip_of(trace.result), f"the ADD logged {adds[0]!r}, which does not name the pod's address {trace.result}"
+    assert "ifname=eth0" in adds[0], f"the runtime's ADD does not use ifname=eth0: {adds[0]!r}"

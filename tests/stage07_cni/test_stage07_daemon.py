@@ -18,7 +18,7 @@ def thick_bin(tmp_path):
         pytest.skip("thick mode needs a C compiler to build its shim: apt-get install -y gcc")
     bin_dir = tmp_path / "bin"
     install_plugin(bin_dir, source=stage.PLUGIN_SOURCE)
-    assert is_thick(bin_dir / "cnilab")
+    assert is_thick(bin_dir / "cnilab"), f"{bin_dir / 'cnilab'} is not the thick (native shim) plugin"
     return bin_dir
 
 
@@ -35,11 +35,11 @@ def test_with_the_daemon_up_it_serves_and_without_it_the_shim_runs_the_plugin(la
     by_process = runtime.add(conf, second)
     calls = (tmp_path / "cnilab.log").read_text().splitlines()
     assert [c.rsplit(" ", 1)[1] for c in calls] == ["[daemon]", "[process]"], calls
-    assert by_daemon.keys() == by_process.keys() and by_daemon["cniVersion"] == by_process["cniVersion"] == "1.1.0"
-    assert [i["address"] for i in (by_daemon["ips"][0], by_process["ips"][0])] == ["10.23.0.2/16", "10.23.0.3/16"]
+    assert by_daemon.keys() == by_process.keys() and by_daemon["cniVersion"] == by_process["cniVersion"] == "1.1.0", "the daemon and a process-per-call plugin return results of different shape or version"
+    assert [i["address"] for i in (by_daemon["ips"][0], by_process["ips"][0])] == ["10.23.0.2/16", "10.23.0.3/16"], "the daemon and the per-call plugin did not hand out consecutive addresses of one pool"
     assert "cni0" in node.links(), "the daemon's child worked in the caller's namespace (the node)"
     for att in (first, second):
-        assert lab.get(att.netns.rsplit("/", 1)[1]).ip("eth0").startswith("10.23.0.")
+        assert lab.get(att.netns.rsplit("/", 1)[1]).ip("eth0").startswith("10.23.0."), f"the pod of {att.container_id} has no address of 10.23.0.0/16 on eth0"
     with PluginDaemon(thick_bin, source=stage.PLUGIN_SOURCE):
         runtime.delete(conf, first)
         runtime.delete(conf, second)
@@ -58,8 +58,8 @@ def test_a_crash_in_a_daemon_child_reaches_the_runtime_as_a_killed_plugin(lab, n
             runtime.exec_plugin("cnilab", "ADD", Runtime.plugin_confs(conf)[0],
                                 {"CNI_CONTAINERID": att.container_id, "CNI_NETNS": att.netns, "CNI_IFNAME": att.ifname,
                                  "CNILAB_CNI_FAULT": "after-veth"})
-        assert "exit 137" in str(err.value)
+        assert "exit 137" in str(err.value), f"the shim killed mid-call did not report exit 137: {err.value}"
         assert daemon.proc.poll() is None, "a crashing call takes only its own child down"
         assert [n for n in node.links() if n.startswith("vc")], "the crash came after the veth"
         runtime.delete(conf, att)
-    assert [n for n in node.links() if n.startswith("vc")] == []
+    assert [n for n in node.links() if n.startswith("vc")] == [], "host ends (vc*) remain on the node after every DEL"

@@ -20,11 +20,11 @@ def test_add_configures_the_pod_as_stages_02_to_05_teach(cni):
     pod = cni.pod()
     result = cni.runtime.add(cni.conflist(), cni.attachment(pod))
     eth0 = pod.link("eth0").state()
-    assert eth0.up and eth0.mtu == 1500 and eth0.mac == sandbox_interface(result)["mac"]
-    assert pod.link("eth0").addresses() == [result["ips"][0]["address"]]
-    assert {"dst": "default", "gateway": GATEWAY, "dev": "eth0"} in pod.routes()
+    assert eth0.up and eth0.mtu == 1500 and eth0.mac == sandbox_interface(result)["mac"], f"the pod's eth0 must be up, MTU 1500, with the MAC of the result: {eth0}"
+    assert pod.link("eth0").addresses() == [result["ips"][0]["address"]], f"eth0 holds {pod.link('eth0').addresses()}, the result says {result['ips'][0]['address']}"
+    assert {"dst": "default", "gateway": GATEWAY, "dev": "eth0"} in pod.routes(), f"no default route via {GATEWAY} on eth0 in the pod: {pod.routes()}"
     bridge = cni.node.link("cni0")
-    assert bridge.state().kind == "bridge" and f"{GATEWAY}/16" in bridge.addresses()
+    assert bridge.state().kind == "bridge" and f"{GATEWAY}/16" in bridge.addresses(), f"{bridge.name} must be a bridge holding {GATEWAY}/16: {bridge.state().kind}, {bridge.addresses()}"
     host = cni.node.link(host_interface(result)["name"]).state()
     assert host.master == bridge.state().index and host.up, "the host end must be a port of the bridge"
 
@@ -38,7 +38,7 @@ def test_ipmasq_rules_are_added_and_removed_with_the_attachment(cni):
     added = [r for r in cni.nat_rules() if r not in before]
     assert any("MASQUERADE" in r for r in added) and any(result_ip(result) in r for r in added), added
     cni.runtime.delete(conflist, cni.attachment(pod))
-    assert cni.nat_rules() == before
+    assert cni.nat_rules() == before, "the NAT rules differ from before the pod: ADD+DEL must leave none"
 
 
 def test_ipam_routes_are_added_to_the_pod_and_the_result(cni):
@@ -48,7 +48,7 @@ def test_ipam_routes_are_added_to_the_pod_and_the_result(cni):
     conflist["plugins"][0]["ipam"]["routes"] = [{"dst": "198.51.100.0/24"}]
     result = cni.runtime.add(conflist, cni.attachment(pod))
     assert any(r["dst"] == "198.51.100.0/24" for r in result["routes"]), result["routes"]
-    assert {"dst": "198.51.100.0/24", "gateway": GATEWAY, "dev": "eth0"} in pod.routes()
+    assert {"dst": "198.51.100.0/24", "gateway": GATEWAY, "dev": "eth0"} in pod.routes(), f"the configured route 198.51.100.0/24 via {GATEWAY} is missing in the pod: {pod.routes()}"
 
 
 CHAINED = {
@@ -75,7 +75,7 @@ def test_first_in_a_chain_with_a_reference_plugin(cni, chained):
     assert sandbox_interface(result)["name"] == "eth0", "the chain's final result still names the pod interface"
     host = host_interface(result)["name"]
     if chained == "tuning":
-        assert pod.sysctl("net.core.somaxconn") == "512"
+        assert pod.sysctl("net.core.somaxconn") == "512", "the tuning plugin did not set net.core.somaxconn=512 in the pod"
     elif chained == "portmap":
         assert any("8080" in r and "DNAT" in r for r in cni.nat_rules()), cni.nat_rules()
     else:
@@ -85,7 +85,7 @@ def test_first_in_a_chain_with_a_reference_plugin(cni, chained):
     cni.runtime.delete(conflist, att)
     # portmap keeps its shared top-level chains (CNI-HOSTPORT-*); nothing of this pod may remain
     left = [r for r in cni.nat_rules() if r not in before and (result_ip(result) in r or "8080" in r)]
-    assert left == [] and cni.allocated() == []
+    assert left == [] and cni.allocated() == [], f"left behind: NAT rules {left}, addresses {cni.allocated()}"
 
 
 def test_add_again_after_a_crashed_add_without_del_succeeds(cni):
@@ -101,4 +101,4 @@ def test_add_again_after_a_crashed_add_without_del_succeeds(cni):
         cni.runtime.exec_plugin(conf["type"], "ADD", conf, {**env, "CNILAB_CNI_FAULT": "after-veth"})
     result = cni.runtime.add(conflist, att)
     assert_ping(pod, GATEWAY, count=1)
-    assert cni.allocated() == [result_ip(result)]
+    assert cni.allocated() == [result_ip(result)], f"the pool holds {cni.allocated()}, expected only the pod's {result_ip(result)}"
