@@ -19,8 +19,9 @@ if not (TOOLS / "mutation.py").exists():
 def _tool(name: str):
     sys.path.insert(0, str(TOOLS))
     try:
-        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(f"cnilab_tools_{name}", TOOLS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
         spec.loader.exec_module(module)
         return module
     finally:
