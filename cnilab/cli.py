@@ -130,7 +130,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     from .teach.runner import grade, grade_markdown
 
-    g = grade(_workbook(args.dir), only=None if args.stage is None else [args.stage])
+    g = grade(_workbook(args.dir), only=None if args.stage is None else [args.stage], strict=args.strict, fresh=args.fresh)
     if not g["stages"]:
         raise LabError(f"The workbook has no stage {args.stage:02d}: stages are 1 to 7.")
     print(json.dumps(g, indent=1) if args.json else grade_markdown(g))
@@ -286,6 +286,9 @@ def _add_teaching_commands(sub: argparse._SubParsersAction) -> None:
     form.add_argument("--json", action="store_true", help="JSON (the default is a Markdown table)")
     form.add_argument("--markdown", action="store_true", help="a Markdown table (e.g. for $GITHUB_STEP_SUMMARY)")
     grd.add_argument("--stage", type=int, help="only this stage")
+    grd.add_argument("--fresh", action="store_true", help="discard the recorded results: every stage runs again")
+    grd.add_argument("--strict", action="store_true", help="judge by this cnilab, not the workbook's .cnilab: its "
+                     "tests as the reference, every test must have run, a skip must be the machine's (CI: with --fresh)")
     grd.add_argument("--require-done", action="store_true", help="exit 1 unless the stage(s) are done (autograding)")
     grd.set_defaults(func=cmd_grade)
     demo = sub.add_parser("demo", help="build a stage step by step, narrated and paced by Enter, then verify it")

@@ -101,7 +101,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if (config.rootpath / ".cnilab" / "workbook.json").exists():  # a student's workbook: keep its gradebook
         from .teach.gradebook import Recorder
 
-        config.pluginmanager.register(Recorder(config.rootpath, [str(a) for a in config.args]), "cnilab-gradebook")
+        elsewhere = bool(config.getoption("--cni-plugin") or config.getoption("--cni-config"))  # not the student's plugin
+        config.pluginmanager.register(Recorder(config.rootpath, [str(a) for a in config.args], elsewhere), "cnilab-gradebook")
     config.addinivalue_line("markers", "stage(n): the lab stage (1-7) a test belongs to; set from the directory name")
     config.addinivalue_line("markers", "unit: a test of the library itself that needs no root")
 

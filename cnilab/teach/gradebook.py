@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ import pytest
 from .stages import stage_dirs, stage_of
 
 STATE = ".cnilab"
-MANIFEST, RESULTS, HINTS_SHOWN = "manifest.json", "results.json", "hints-shown.json"
+MANIFEST, RESULTS = "manifest.json", "results.json"
+HINTS_SHOWN, HINTS_USED = "hints-shown.json", "hints-used.json"
 
 
 def _sha(path: Path) -> str:
@@ -35,20 +37,31 @@ def _sha(path: Path) -> str:
 
 
 def _read(path: Path, default: Any) -> Any:
+    """The JSON in ``path`` if it is readable and of ``default``'s type, else ``default``: a damaged record
+    only costs a rerun (or, for the manifest, the verdict "cannot verify")."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return default
+    return value if isinstance(value, type(default)) else default
 
 
-def test_files(wb: Path) -> dict[str, str]:
-    """{path relative to the workbook: SHA-256} of every test file of every stage."""
-    return {str(p.relative_to(wb)): _sha(p) for d in stage_dirs(wb / "tests") for p in sorted(d.glob("test_*.py"))}
+#: what runs produce beside the harness (never part of it)
+NOT_HARNESS = {"__pycache__", ".pytest_cache", STATE, "cnilab-pictures", "README.md"}
+
+
+def harness_files(wb: Path, todo: set[str]) -> dict[str, str]:
+    """{path: SHA-256} of every file of the workbook but the student's TODO files: the tests and everything
+    that decides how they run (conftests, pytest settings, the plugin's harness). Only the TODO files may
+    change; anything else edited, deleted or added makes its stage's tests "modified"."""
+    files = (p for p in wb.rglob("*") if p.is_file() and not NOT_HARNESS & set(p.relative_to(wb).parts))
+    return {str(p.relative_to(wb)): _sha(p) for p in sorted(files) if str(p.relative_to(wb)) not in todo}
 
 
 def write_manifest(wb: Path, todo_files: list[Path]) -> None:
-    """The test files as exported, and the files with the TODOs as exported (to tell "not started")."""
-    manifest = {"tests": test_files(wb), "todo_files": {str(rel): _sha(wb / rel) for rel in todo_files}}
+    """The harness as exported, and the files with the TODOs as exported (to tell "not started")."""
+    todo = {str(rel) for rel in todo_files}
+    manifest = {"harness": harness_files(wb, todo), "todo_files": {rel: _sha(wb / rel) for rel in sorted(todo)}}
     (wb / STATE / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
@@ -59,21 +72,37 @@ def untouched(wb: Path, stage: int) -> bool:
     return bool(mine) and all((wb / rel).exists() and _sha(wb / rel) == files[rel] for rel in mine)
 
 
-def modified_tests(wb: Path) -> dict[int, list[str]]:
-    """{stage: ["tests/.../test_x.py edited", ...]} for the stages whose test files differ from the export."""
-    shipped = _read(wb / STATE / MANIFEST, {}).get("tests")
-    if shipped is None:  # a workbook exported before manifests: nothing to compare with
-        return {}
-    now, found = test_files(wb), {}
+def modified_tests(wb: Path, shipped: dict[str, str] | None = None) -> dict[int, list[str]]:
+    """{stage: ["tests/.../test_x.py edited", ...]} for the stages whose harness differs from ``shipped``
+    (default: the workbook's manifest; ``grade --strict`` passes a fresh export of the grader's own cnilab,
+    so a manifest the student rewrote proves nothing). A file outside every stage counts for all stages."""
+    manifest = _read(wb / STATE / MANIFEST, {})
+    stages = sorted({stage_of(d.name) for d in stage_dirs(wb / "tests")} | set(range(1, 8)))
+    if shipped is None:
+        shipped = manifest.get("harness")
+    if not isinstance(shipped, dict):
+        return {s: ["no readable manifest (.cnilab/manifest.json): the tests cannot be verified -- export again"]
+                for s in stages}
+    now = harness_files(wb, set(manifest.get("todo_files", {})) or default_todos(wb))
+    found: dict[int, list[str]] = {}
     for rel in sorted(set(shipped) | set(now)):
         change = "deleted" if rel not in now else "added" if rel not in shipped else "edited" if now[rel] != shipped[rel] else ""
         if change:
-            found.setdefault(stage_of(rel) or 0, []).append(f"{rel} {change}")
+            owner = stage_of(rel) or (7 if rel.startswith("plugin/") else None)
+            for s in [owner] if owner else stages:
+                found.setdefault(s, []).append(f"{rel} {change}")
     return found
 
 
+def default_todos(wb: Path) -> set[str]:
+    """The TODO files of a workbook whose manifest does not list them: each stage's conftest and the plugin."""
+    return {"plugin/cnilab_cni/plugin.py", *(str((d / "conftest.py").relative_to(wb)) for d in stage_dirs(wb / "tests"))}
+
+
 def stage_files(wb: Path, stage: int) -> list[Path]:
-    """The files a stage's run depends on: its folder, its base stages' conftests, and the plugin for 07."""
+    """The files a stage's run depends on: all of its folder, its base stages' conftests, the plugin for 07,
+    and every file outside the stage folders (root conftest, pytest settings) -- an edit to any of them
+    means the stage's last results no longer stand."""
     dirs = {stage_of(d.name): d for d in stage_dirs(wb / "tests")}
     files, todo, seen = [], [stage], set()
     while todo:
@@ -82,12 +111,13 @@ def stage_files(wb: Path, stage: int) -> list[Path]:
             continue
         seen.add(n)
         conftest = dirs[n] / "conftest.py"
-        files += [conftest] if n != stage else sorted(dirs[n].glob("*.py"))
+        files += [conftest] if n != stage else [p for p in sorted(dirs[n].rglob("*")) if p.is_file()]
         if conftest.exists():
             todo += bases(conftest)
-    if stage == 7:
-        files += sorted((wb / "plugin").rglob("*.py"))
-    return [f for f in files if f.exists()]
+    common = [p for p in sorted(wb.rglob("*")) if p.is_file() and stage_of(p.relative_to(wb)) is None
+              and not (p.relative_to(wb).parts[0] == "plugin" and stage != 7)]
+    files += common
+    return [f for f in files if f.exists() and not NOT_HARNESS & set(f.relative_to(wb).parts)]
 
 
 def bases(conftest: Path) -> list[int]:
@@ -124,23 +154,35 @@ WORST = ("failed", "todo", "xfailed", "skipped", "passed")
 
 
 class Recorder:
-    """The pytest plugin that keeps ``results.json`` of a workbook up to date after every run."""
+    """The pytest plugin that keeps ``results.json`` of a workbook up to date after every run.
 
-    def __init__(self, wb: Path, args: list[str]) -> None:
-        self.wb, self.args = wb, args
+    A run that judges another plugin (``--cni-plugin``, ``--cni-config``) is not the student's work and is
+    not recorded; a stage whose collection failed is recorded as failed (not left at its last result)."""
+
+    def __init__(self, wb: Path, args: list[str], judged_elsewhere: bool = False) -> None:
+        self.wb, self.args, self.off = wb, args, judged_elsewhere
         self.collected: dict[int, set[str]] = {}
         self.outcomes: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}
 
     def pytest_itemcollected(self, item: pytest.Item) -> None:  # before -k/-m deselect: the stage's whole set
         stage = stage_of(item.nodeid)
         if stage is not None:
             self.collected.setdefault(stage, set()).add(item.nodeid)
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        stage = stage_of(report.nodeid)
+        if report.failed and stage is not None:  # a conftest or test file that does not even import
+            self.collected.setdefault(stage, set()).add(f"{report.nodeid}::<collection>")
+            self.outcomes[f"{report.nodeid}::<collection>"] = "failed"
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         outcome = outcome_of(report)
         if outcome and stage_of(report.nodeid) is not None:
             old = self.outcomes.get(report.nodeid, "passed")
             self.outcomes[report.nodeid] = min(old, outcome, key=WORST.index)
+            if outcome == "skipped" and isinstance(report.longrepr, tuple):
+                self.reasons[report.nodeid] = str(report.longrepr[2]).removeprefix("Skipped: ")
 
     def whole(self, stage: int) -> bool:
         """Did this run collect all of the stage (its folder or an ancestor given, not one file or test)?"""
@@ -149,18 +191,21 @@ class Recorder:
         return folder is not None and any(p == folder or p in folder.parents for p in paths)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.off:
+            return
         path = self.wb / STATE / RESULTS
         records = _read(path, {})
         for stage, ids in self.collected.items():
             fp, key = fingerprint(self.wb, stage), f"{stage:02d}"
-            old = records.get(key, {})
+            old = records.get(key) if isinstance(records.get(key), dict) else {}
             fresh = old.get("fingerprint") == fp
-            outcomes = {**(old.get("outcomes", {}) if fresh else {}),
-                        **{i: o for i, o in self.outcomes.items() if i in ids}}
+            mine = {i: o for i, o in self.outcomes.items() if i in ids}
             records[key] = {"fingerprint": fp, "time": time.time(),
                             "whole": self.whole(stage) or (fresh and old.get("whole", False)),
                             "collected": sorted(ids | set(old.get("collected", []) if fresh else [])),
-                            "outcomes": outcomes}
+                            "outcomes": {**(old.get("outcomes", {}) if fresh else {}), **mine},
+                            "reasons": {**(old.get("reasons", {}) if fresh else {}),
+                                        **{i: r for i, r in self.reasons.items() if i in ids}}}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(records, indent=1))
         tmp.replace(path)
@@ -178,22 +223,34 @@ class StageRecord:
     xfailed: int = 0
     time: float = 0.0
     modified: tuple[str, ...] = ()
-    started: bool = True   # the student changed the stage's TODO files since the export
+    started: bool = True     # the student changed the stage's TODO files since the export
+    current: bool = True     # the record is of the stage's files as they are now
+    broken: bool = False     # it was rerun and still recorded nothing (it did not even collect)
+    missing: tuple[str, ...] = ()  # tests of the grader's suite this run never ran (grade --strict)
 
     @property
     def total(self) -> int:
-        return self.passed + self.failed + self.todo
+        return self.passed + self.failed + self.todo + self.skipped + self.xfailed
 
     @property
     def state(self) -> str:
-        """done / failing / not started -- or "tests modified", which is never done."""
+        """done / failing / not started -- or "tests modified", which is never done; "not run" until a run
+        of the stage's files as they are now exists."""
         if self.modified:
             return "tests modified"
-        if self.total == 0:
+        if self.broken:
+            return "failing"
+        if not self.current or self.total == 0:
             return "not run"
-        if self.failed == 0 and self.todo == 0:
+        if self.failed == 0 and self.todo == 0 and self.passed:
             return "done"
         return "not started" if not self.started and self.failed == 0 else "failing"
+
+
+#: skip reasons a stage may be done with: the machine lacks a tier (Docker, containerd, kind), or the
+#: conformance checker found a case not applicable to the plugin's configuration
+ENVIRONMENT_SKIP = re.compile(r"docker|containerd|\bkind\b|github actions|crictl|not installed|not applicable|kernel",
+                              re.IGNORECASE)
 
 
 def stale_stages(wb: Path) -> list[int]:
@@ -204,28 +261,54 @@ def stale_stages(wb: Path) -> list[int]:
     for d in stage_dirs(wb / "tests"):
         stage = stage_of(d.name)
         rec = records.get(f"{stage:02d}")
-        if (rec is None or rec.get("fingerprint") != fingerprint(wb, stage) or not rec.get("whole")
+        if (not isinstance(rec, dict) or rec.get("fingerprint") != fingerprint(wb, stage) or not rec.get("whole")
                 or set(rec.get("collected", [])) - set(rec.get("outcomes", {}))):
             stale.append(stage)
     return stale
 
 
-def stage_records(wb: Path) -> list[StageRecord]:
-    records, modified = _read(wb / STATE / RESULTS, {}), modified_tests(wb)
+def stage_records(wb: Path, *, shipped: dict[str, str] | None = None, expected: dict[int, set[str]] | None = None,
+                  broken: list[int] = ()) -> list[StageRecord]:
+    """Each stage's record as of its files now. ``shipped``/``expected`` (grade --strict): the harness and the
+    test ids of the grader's own suite; then a test never run counts as failed, and so does a skip whose
+    reason is not the machine's (ENVIRONMENT_SKIP). ``broken``: stages rerun that still recorded nothing."""
+    records, modified = _read(wb / STATE / RESULTS, {}), modified_tests(wb, shipped)
+    shipped_stages = {stage_of(rel) for rel in (shipped or _read(wb / STATE / MANIFEST, {}).get("harness", {}))}
+    # a stage folder the student deleted still has its row (tests modified), never drops out of the total
+    stages = sorted(({stage_of(d.name) for d in stage_dirs(wb / "tests")} | set(expected or ()) | shipped_stages) - {None})
     out = []
-    for d in stage_dirs(wb / "tests"):
-        stage = stage_of(d.name)
-        rec = records.get(f"{stage:02d}", {})
+    for stage in stages:
+        rec = records.get(f"{stage:02d}")
+        rec = rec if isinstance(rec, dict) else {}
+        current = rec.get("fingerprint") == fingerprint(wb, stage) if (wb / "tests").is_dir() else False
         r = StageRecord(stage, time=rec.get("time", 0.0), modified=tuple(modified.get(stage, ())),
-                        started=not untouched(wb, stage))
-        for outcome in rec.get("outcomes", {}).values():
-            setattr(r, outcome, getattr(r, outcome) + 1)
+                        started=not untouched(wb, stage), current=current, broken=stage in broken)
+        outcomes = rec.get("outcomes", {}) if current and isinstance(rec.get("outcomes"), dict) else {}
+        reasons = rec.get("reasons", {}) if isinstance(rec.get("reasons"), dict) else {}
+        for test, outcome in outcomes.items():
+            if expected is not None and outcome == "skipped" and not ENVIRONMENT_SKIP.search(str(reasons.get(test, ""))):
+                outcome = "failed"  # a skip the machine does not explain
+            if outcome in WORST:
+                setattr(r, outcome, getattr(r, outcome) + 1)
+        if expected is not None:
+            r.missing = tuple(sorted(expected.get(stage, set()) - set(outcomes)))
+            r.failed += len(r.missing)
         out.append(r)
     return out
 
 
+def _counts(path: Path) -> dict[str, int]:
+    return {k: v for k, v in _read(path, {}).items() if isinstance(v, int) and v >= 0}
+
+
 def hints_shown(wb: Path) -> dict[str, int]:
-    return _read(wb / STATE / HINTS_SHOWN, {})
+    """How many hints of each stage ``cnilab hint`` shows now (a reset starts a stage's count again)."""
+    return _counts(wb / STATE / HINTS_SHOWN)
+
+
+def hints_used(wb: Path) -> dict[str, int]:
+    """The most hints of each stage ever revealed: what the grade reports (a reset does not take it back)."""
+    return _counts(wb / STATE / HINTS_USED)
 
 
 def set_hints_shown(wb: Path, stage: int, shown: int | None) -> None:
@@ -234,4 +317,7 @@ def set_hints_shown(wb: Path, stage: int, shown: int | None) -> None:
         seen.pop(str(stage), None)
     else:
         seen[str(stage)] = shown
+        used = hints_used(wb)
+        used[str(stage)] = max(used.get(str(stage), 0), shown)
+        (wb / STATE / HINTS_USED).write_text(json.dumps(used))
     (wb / STATE / HINTS_SHOWN).write_text(json.dumps(seen))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from ..core.errors import NotRootError
 from ..core.suite import tests_dir
-from .gradebook import hints_shown, stage_records, stale_stages
+from .gradebook import hints_used, stage_records, stale_stages
 from .recipe import load_stage
 from .stages import stage_dirs, stage_of
 from .workbook import stored_hints
@@ -138,14 +139,14 @@ def here_command(tool: str, *args: str, root: bool = False) -> str:
     return " ".join(["sudo"] * sudo + [exe, *args])
 
 
-def refresh(wb: Path, console: Console, why: str, only: list[int] | None = None) -> list[int]:
-    """Rerun the stages (all, or ``only``) whose recorded results no longer stand; return them (the rest are
-    reused)."""
+def refresh(wb: Path, console: Console, why: str, only: list[int] | None = None) -> tuple[list[int], list[int]]:
+    """Rerun the stages (all, or ``only``) whose recorded results no longer stand. Returns (rerun, broken):
+    the stages run now, and those of them that still recorded nothing (they did not even collect)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     stale = [s for s in stale_stages(wb) if only is None or s in only]
     if not stale:
-        return []
+        return [], []
     if os.geteuid() != 0:
         raise NotRootError(f"{why} (stages {', '.join(f'{s:02d}' for s in stale)} changed since their last run)")
     dirs = [d for d in stage_dirs(wb / "tests") if stage_of(d.name) in stale]
@@ -153,21 +154,44 @@ def refresh(wb: Path, console: Console, why: str, only: list[int] | None = None)
                   MofNCompleteColumn(), console=console, transient=True) as progress:
         live = _Live(progress, progress.add_task("tests", total=None))
         pytest.main([*map(str, dirs), "--rootdir", str(wb), "-p", "no:terminal", "-p", "no:cacheprovider"], plugins=[live])
-    return stale
+    return stale, [s for s in stale_stages(wb) if s in stale]
+
+
+def grader_truth() -> tuple[dict[str, str], dict[int, set[str]]]:
+    """What ``grade --strict`` trusts instead of the student's .cnilab: the harness of a fresh export of this
+    very cnilab, and the ids of the tests its pytest collects there (every one must run in the workbook)."""
+    import subprocess
+    import tempfile
+
+    from .gradebook import MANIFEST, STATE
+    from .workbook import export
+
+    with tempfile.TemporaryDirectory(prefix="cnilab-grade-") as tmp:
+        ref = Path(tmp) / "wb"
+        export(ref)
+        shipped = json.loads((ref / STATE / MANIFEST).read_text())["harness"]
+        done = subprocess.run([str(Path(sys.executable).parent / "pytest"), "--co", "-q", "-p", "no:cacheprovider"],
+                              cwd=ref, capture_output=True, text=True, timeout=600)
+    expected: dict[int, set[str]] = {}
+    for line in done.stdout.splitlines():
+        if "::" in line and stage_of(line) is not None:
+            expected.setdefault(stage_of(line), set()).add(line.strip())
+    return shipped, expected
 
 
 def show_progress(wb: Path, console: Console | None = None) -> int:
     """``cnilab progress``: each stage's state, like rustlings -- from the recorded results of the last runs,
     rerunning only the stages changed since."""
     console = console or Console()
-    rerun = refresh(wb, console, "cnilab progress")
-    records = stage_records(wb)
+    rerun, broken = refresh(wb, console, "cnilab progress")
+    records = stage_records(wb, broken=broken)
     table = Table(title="cnilab progress")
     for col in ("stage", "what it proves", "state", "tests passed", "result from"):
         table.add_column(col)
     for r in records:
         table.add_row(f"{r.stage:02d}", title_of(r.stage, wb / "tests"), STATE_STYLE[r.state],
                       f"{r.passed}/{r.total}" + (f" ({r.todo} wait for a TODO)" if r.todo else ""),
+                      "did not run: see `pytest -k stage%02d`" % r.stage if r.broken else
                       "this run" if r.stage in rerun else "your last run (unchanged since)")
     console.print(table)
     for r in records:
@@ -184,18 +208,29 @@ def show_progress(wb: Path, console: Console | None = None) -> int:
     return 0 if done == len(records) else 1
 
 
-def grade(wb: Path, console: Console | None = None, only: list[int] | None = None) -> dict:
+def grade(wb: Path, console: Console | None = None, only: list[int] | None = None, *, strict: bool = False,
+          fresh: bool = False) -> dict:
     """What a teacher records: per stage its counts, state, hints used and test integrity; a total (of the
-    stages ``only``, when given)."""
+    stages ``only``, when given). ``fresh`` discards the recorded results (a student can commit any), so
+    every stage runs again; ``strict`` compares the harness with a fresh export of this cnilab instead of
+    the workbook's manifest, requires every test of that export to have run, and a skip to be the
+    machine's. CI grades with both (then per stage with ``strict``, reusing what that run recorded)."""
     console = console or Console(stderr=True)
-    refresh(wb, console, "cnilab grade", only)
-    shown, hints = hints_shown(wb), stored_hints(wb)
+    if fresh:
+        from .gradebook import RESULTS, STATE
+
+        (wb / STATE / RESULTS).unlink(missing_ok=True)
+    _, broken = refresh(wb, console, "cnilab grade", only)
+    shipped, expected = grader_truth() if strict else (None, None)
+    used, hints = hints_used(wb), stored_hints(wb)
     stages = [{"stage": r.stage, "title": title_of(r.stage, wb / "tests"), "state": r.state, "passed": r.passed,
                "failed": r.failed + r.todo, "todo": r.todo, "skipped": r.skipped, "tests_intact": not r.modified,
-               "modified": list(r.modified), "hints_used": shown.get(str(r.stage), 0),
+               "modified": list(r.modified), "not_run": list(r.missing), "hints_used": used.get(str(r.stage), 0),
                "hints_total": len(hints.get(str(r.stage), [])), "points": int(r.state == "done"), "max_points": 1}
-              for r in stage_records(wb) if only is None or r.stage in only]
-    return {"workbook": str(wb), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "stages": stages,
+              for r in stage_records(wb, shipped=shipped, expected=expected, broken=broken)
+              if only is None or r.stage in only]
+    return {"workbook": str(wb), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "strict": strict, "fresh": fresh,
+            "stages": stages,
             "total": {"points": sum(s["points"] for s in stages), "max_points": len(stages),
                       "passed": sum(s["passed"] for s in stages), "failed": sum(s["failed"] for s in stages),
                       "hints_used": sum(s["hints_used"] for s in stages),

@@ -117,7 +117,13 @@ def stored_hints(wb: Path) -> dict[str, list[str]]:
     """The hints kept with a workbook, outside the files the student edits (base64, so that a glance at
     .cnilab or a grep for the answer does not spoil them -- not a secret)."""
     path = wb / STATE / HINTS_FILE
-    return json.loads(base64.b64decode(path.read_bytes())) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        hints = json.loads(base64.b64decode(path.read_bytes(), validate=True))
+    except ValueError:  # binascii.Error and JSON errors are both ValueErrors
+        raise LabError(f"{path} is damaged: copy it from a fresh `cnilab workbook export` of the same cnilab.") from None
+    return hints if isinstance(hints, dict) else {}
 
 
 def source_root() -> Path:
@@ -194,6 +200,10 @@ def reset(stage: int, workbook: Path | None = None, *, force: bool = False) -> l
         rel.name == "plugin.py" or stage_of(rel.parent.name) == stage)]
     if not files:
         raise LabError(f"Stage {stage} has nothing to reset: stages are 1 to 7.")
+    gone = [rel for rel in files if not (wb / rel).parent.is_dir()]
+    if gone:
+        raise LabError(f"Stage {stage:02d}'s folder {gone[0].parent} is gone from the workbook: restore it (e.g. "
+                       "`git checkout -- tests`) or export a new workbook.")
     fresh = {rel: without_solutions(root / rel) for rel in files}
     changed = [rel for rel in files if (wb / rel).exists() and (wb / rel).read_text() != fresh[rel]]
     if changed and not force:

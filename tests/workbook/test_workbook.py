@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cnilab.core.errors import LabError
 from cnilab.runtime import cleanup
 from cnilab.core.processes import run_nested
 from cnilab.teach.workbook import blocks, export, reset, solution_files, source_root
@@ -40,7 +41,9 @@ def test_export_leaves_no_solution_and_keeps_the_tests(workbook):
     root = source_root()
     for rel in solution_files(root):
         text = (workbook / rel).read_text()
-        assert "BEGIN SOLUTION" not in text and "TODO" in text or "todo(" in text, rel
+        assert "BEGIN SOLUTION" not in text, f"{rel} still holds a solution"
+        if blocks(root / rel):
+            assert "todo(" in text or "TODO" in text, f"{rel} lost its TODO stubs"
     for test in root.glob("tests/stage*/test_*.py"):
         assert (workbook / test.relative_to(root)).read_text() == test.read_text(), "tests must stay unchanged"
 
@@ -76,7 +79,9 @@ def test_reset_puts_one_stages_todos_back(workbook, tmp_path):
     root = source_root()
     shutil.copy(root / "tests/stage02_veth/conftest.py", copy / "tests/stage02_veth/conftest.py")
     assert "todo(" not in (copy / "tests/stage02_veth/conftest.py").read_text()
-    files = reset(2, copy)
+    with pytest.raises(LabError, match="--force"):
+        reset(2, copy)  # the student's work is not overwritten silently
+    files = reset(2, copy, force=True)
     assert [str(f) for f in files] == ["tests/stage02_veth/conftest.py"]
     assert "todo(2, \"veth\"" in (copy / "tests/stage02_veth/conftest.py").read_text()
 

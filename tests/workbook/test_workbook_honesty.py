@@ -174,3 +174,70 @@ def test_a_pytest_that_cannot_import_cnilab_hands_over_to_the_projects(workbook,
                           cwd=workbook, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     assert "test_stage02_veth.py::test_ping_both_ways" in done.stdout, done.stdout[-1500:]
+
+
+def test_strict_fresh_grading_trusts_nothing_the_student_commits(workbook):
+    """Forged results, a rewritten manifest, a skip or a deselection planted in the harness: --fresh --strict
+    (what ci/classroom.yml grades with) sees through each; the plain grade already flags the harness edits."""
+    from cnilab.teach.gradebook import fingerprint
+
+    forged = {f"{n:02d}": {"fingerprint": fingerprint(workbook, n), "whole": True, "collected": ["x"],
+                           "outcomes": {"x": "passed"}} for n in range(1, 8)}
+    (workbook / ".cnilab" / "results.json").write_text(json.dumps(forged))
+    solve(workbook, "tests/stage03_multi/conftest.py")
+    stage3 = workbook / "tests/stage03_multi/conftest.py"  # the student's own file: a skip planted there
+    stage3.write_text(stage3.read_text() + "\n\n@pytest.fixture(autouse=True)\ndef _quiet(request):\n"
+                      "    if 'arp' in request.node.name:\n        pytest.skip('busy')\n")
+    if "import pytest" not in stage3.read_text():
+        stage3.write_text("import pytest\n" + stage3.read_text())
+    (workbook / "pytest.ini").write_text("[pytest]\naddopts = -k 'not bridge_down'\n")
+    manifest = json.loads((workbook / ".cnilab" / "manifest.json").read_text())
+    manifest["harness"]["pytest.ini"] = manifest["harness"]["pyproject.toml"]  # "it was always there"
+    (workbook / ".cnilab" / "manifest.json").write_text(json.dumps(manifest))
+    g = json.loads(cnilab(workbook, "grade", "--json", "--fresh", "--strict", "--stage", "3").stdout)["stages"][0]
+    assert g["points"] == 0 and g["state"] != "done", g
+    assert not g["tests_intact"] and any("pytest.ini" in m for m in g["modified"]), g
+    (workbook / "pytest.ini").unlink()
+    g = json.loads(cnilab(workbook, "grade", "--json", "--fresh", "--strict", "--stage", "3").stdout)["stages"][0]
+    assert g["state"] == "failing" and g["points"] == 0, f"a skip the machine does not explain must not pass: {g}"
+    g = json.loads(cnilab(workbook, "grade", "--json", "--fresh", "--strict", "--stage", "1").stdout)["stages"][0]
+    assert g["state"] == "done" and not g["not_run"], f"an honest stage stays done under --strict: {g}"
+
+
+def test_a_deleted_manifest_or_stage_folder_is_never_done(workbook):
+    shutil.rmtree(workbook / "tests/stage04_com")
+    g = json.loads(cnilab(workbook, "grade", "--json", "--stage", "1").stdout)
+    assert g["stages"][0]["points"] == 1, "stage 01 is untouched by it"
+    full = json.loads(cnilab(workbook, "grade", "--json", "--stage", "4").stdout)
+    assert full["stages"][0]["state"] == "tests modified", "a deleted stage keeps its row, with 0 points"
+    assert cnilab(workbook, "workbook", "reset", "4").stderr.count("\n") == 1, "one sentence, no traceback"
+    (workbook / ".cnilab" / "manifest.json").unlink()
+    g = json.loads(cnilab(workbook, "grade", "--json", "--stage", "1").stdout)["stages"][0]
+    assert g["state"] == "tests modified" and "manifest" in g["modified"][0], g
+
+
+def test_damaged_records_cost_a_rerun_or_one_sentence(workbook):
+    state = workbook / ".cnilab"
+    (state / "results.json").write_text("[]")
+    (state / "hints-shown.json").write_text('{"1": "many", "2": -5}')
+    g = cnilab(workbook, "grade", "--json", "--stage", "1")
+    assert g.returncode == 0 and json.loads(g.stdout)["stages"][0]["state"] == "done", g.stderr
+    assert json.loads(g.stdout)["total"]["hints_used"] >= 0
+    (state / "hints.dat").write_text("%%% not base64 %%%")
+    hint = cnilab(workbook, "hint", "1")
+    assert hint.returncode != 0 and "damaged" in hint.stderr and "Traceback" not in hint.stderr, hint.stderr
+
+
+def test_a_reset_does_not_take_back_the_hints_a_grade_reports(workbook):
+    cnilab(workbook, "hint", "3", "--all")
+    assert cnilab(workbook, "workbook", "reset", "3").returncode == 0
+    g = json.loads(cnilab(workbook, "grade", "--json", "--stage", "3").stdout)["stages"][0]
+    assert g["hints_used"] == g["hints_total"] > 0, g
+
+
+def test_a_run_judging_another_plugin_is_not_the_students_record(workbook):
+    before = (workbook / ".cnilab" / "results.json").read_text() if (workbook / ".cnilab" / "results.json").exists() else ""
+    run_nested([str(BIN / "pytest"), "-q", "-k", "stage07 and version", "--cni-plugin", "/usr/lib/cni/bridge"],
+               cwd=workbook, capture_output=True, text=True, timeout=600)
+    after = (workbook / ".cnilab" / "results.json").read_text() if (workbook / ".cnilab" / "results.json").exists() else ""
+    assert after == before, "the reference plugin's verdicts were recorded as the student's stage 07"
