@@ -113,17 +113,23 @@ def first_failure(junit: Path) -> tuple[str, str]:
     for case in ElementTree.parse(junit).iter("testcase"):
         for bad in (*case.iter("failure"), *case.iter("error")):
             message = bad.get("message") or (bad.text or "").strip()
+            if "more line" in message:  # pytest cut a multi-line message short: its E lines are in the text
+                shown = [line[1:].strip() for line in (bad.text or "").splitlines() if line.startswith("E ")]
+                message = " ".join(shown) or message
             return case.get("name", ""), " ".join(message.split())
     return "", ""
 
 
-def wrong_mutants(root: Path, wanted: set[int]) -> list[Mutant]:
-    by_function = {(b.stage, b.function): b for rel in solution_files(root) for b in blocks(root / rel)}
+def wrong_mutants(root: Path, wanted: set[int], steps: tuple[Wrong, ...] = STEPS) -> list[Mutant]:
+    every = [(rel, b) for rel in solution_files(root) for b in blocks(root / rel)]
     found = []
-    for w in STEPS:
+    for w in steps:
         if w.stage not in wanted:
             continue
-        b = by_function.get((w.stage, w.function))
+        # a function may hold several blocks (the plugin's CHECK): the one whose text holds the first edit
+        candidates = [b for rel, b in every if (b.stage, b.function) == (w.stage, w.function)]
+        lines = lambda b: "".join(b.path.read_text().splitlines(keepends=True)[b.begin:b.end + 1])  # noqa: E731
+        b = next((b for b in candidates if w.edits[0][0] in lines(b)), candidates[0] if candidates else None)
         if b is None:
             raise SystemExit(f"wrong step {w.what!r}: stage {w.stage} has no solution block in {w.function!r}")
         found.append(Mutant(Block(b.path.relative_to(root), b.begin, b.end, b.indent, b.instruction, b.function, b.stage),
@@ -136,6 +142,7 @@ def main() -> int:
     parser.add_argument("--stages", help="comma-separated stage numbers (default: all)")
     parser.add_argument("--wrong", action="store_true", help="plausible wrong steps instead of removed ones")
     parser.add_argument("--all", action="store_true", help="removed and wrong steps")
+    parser.add_argument("--catalogue", metavar="FILE", help="wrong steps from FILE (a module with STEPS, like wrong_steps.py)")
     args = parser.parse_args()
     wanted = {int(s) for s in args.stages.split(",")} if args.stages else set(range(1, 8))
     root = source_root()
@@ -145,7 +152,11 @@ def main() -> int:
         Mutant(Block(rel, b.begin, b.end, b.indent, b.instruction, b.function, b.stage), first, last, text)
         for rel in solution_files(root) for b in blocks(root / rel) if b.stage in wanted for first, last, text in steps(b)]
     if args.wrong or args.all:
-        mutants += wrong_mutants(root, wanted)
+        steps = STEPS
+        if args.catalogue:
+            import runpy
+            steps = tuple(runpy.run_path(args.catalogue)["STEPS"])
+        mutants += wrong_mutants(root, wanted, steps)
     console = Console(width=200)
     for i, mutant in enumerate(mutants, 1):
         run(mutant, scratch)

@@ -32,6 +32,10 @@ def gc_removes_stale(s: Session) -> str:
     expect(stale_ip not in s.allocated(), f"GC kept the stale attachment's address {stale_ip}")
     for pod, att, result in added[:2]:
         expect(result_ip(result) in s.allocated(), f"GC released the valid attachment's address {result_ip(result)}")
+        if att.ifname not in pod.links():
+            ends = ", ".join(i["name"] for i in result.get("interfaces") or [] if not i.get("sandbox"))
+            raise Violation(f"GC deleted a valid attachment's interface: {att.ifname} is gone from its pod (its host "
+                            f"side {ends or '?'} went with it?) -- GC may touch only attachments missing from the list")
         expect(result["ips"][0]["address"] in pod_addresses(pod, att.ifname), "GC removed a valid pod's address")
     stale_hosts = set(host_links(s, added[2][2]))
     expect(not stale_hosts & {st.name for st in s.node.link_states() if st.kind != "bridge"},

@@ -25,6 +25,19 @@ ERRNO_MEANINGS = {
 }
 
 
+def _in_context(command: str, code: int) -> str:
+    """What a refusal means for the kinds of step where the general meaning would mislead."""
+    words = command.split()
+    ns = words[words.index("-n") + 1] if "-n" in words else "the namespace"
+    if code == errno.EEXIST and "route" in words and "add" in words:
+        return (f": {ns} already has a route to that destination -- routes belong to one namespace: check that this "
+                "is the namespace that needs it (a pod's route belongs in the pod) and that no other step added it.")
+    if code == errno.EEXIST and "fdb" in words and "00:00:00:00:00:00" in words:
+        return (": that VXLAN device already has a flood (all-zeros) entry -- one per peer needs `bridge fdb append` "
+                "(append=True), which adds a destination instead of replacing the entry.")
+    return ""
+
+
 def iptables_advice(table: str, rule: Sequence[str]) -> str:
     """What an iptables refusal of ``rule`` usually means, for the mistakes students make with NAT."""
     chain = rule[1] if len(rule) > 1 else ""
@@ -58,6 +71,6 @@ class StepFailed(LabError):
 
     def __init__(self, command: str, code: int, reason: str):
         self.errno = code
-        meaning = ERRNO_MEANINGS.get(code, "")
+        meaning = _in_context(command, code) or ERRNO_MEANINGS.get(code, "")
         super().__init__(f"`{command}` failed: {reason} (errno {code}){meaning}")
 

@@ -233,8 +233,11 @@ def _reply_comes_back(t: Trip) -> str | None:
         return None
     back = t.snap.ns(target[0])
     src_ip = t.route["src"]
-    if not src_ip or back.route_get(src_ip) is not None:
+    if not src_ip:
         return None
+    if back.route_get(src_ip) is not None:  # the reply has a first hop: follow it (a route missing one way only)
+        onward = _diagnose(t.snap, back, src_ip, t.depth + 1) if t.depth < 2 else None
+        return f"the reply from {back.short} to {src_ip} cannot return: {onward}" if onward else None
     no_way_back = f"{back.short} has no route back to {src_ip}"
     router = t.snap.owner(t.route["gateway"]) if t.route["gateway"] else None
     if router and router[0] != back.name:
@@ -286,6 +289,12 @@ def _diagnose(snap: Snapshot, src: "Namespace", dst: str, depth: int) -> str | N
 def _tunnel_mismatch(snap: Snapshot, egress: tuple[str, int], owner: tuple[str, int]) -> str | None:
     """Two VXLAN devices that should be one overlay but disagree, or a bridged VXLAN device left off its bridge."""
     near, far = snap.segment(egress)[0], snap.segment(owner)[0]
+    for key, vtep in snap.vteps.items():  # a tunnel end that claims another machine's underlay address
+        own = [ip for k, ips in snap.addrs.items() if k[0] == key[0] for ip in ips]
+        if vtep["local"] and vtep["local"] not in own and key[0] in {k[0] for k in near | far}:
+            return (f"VXLAN device {snap.label(key)} has local {vtep['local']}, which is not an address of {key[0]} "
+                    f"(its addresses: {', '.join(ip for ip in own if ip != '127.0.0.1') or 'none'}): local must be the "
+                    "node's own underlay address.")
     for a in (k for k in snap.vteps if k in near):
         for b in (k for k in snap.vteps if k in far):
             for field, said in (("vni", "VNI"), ("port", "UDP port")):

@@ -10,6 +10,8 @@ stage = stage_module(__file__)
 
 def test_namespace_is_a_kernel_object(host, pod):
     """`ip netns add` bind-mounts a namespace at /run/netns/NAME; each is a distinct kernel namespace."""
+    for ns, name in ((host, "host"), (pod, "pod")):
+        assert ns.short == name, f"the `{name}` fixture made a namespace called {ns.short!r}: later stages ask for {name!r}"
     inodes = {os.stat(f"/run/netns/{ns.name}").st_ino for ns in (host, pod)}
     assert len(inodes) == 2, "host and pod are the same namespace"
     assert os.stat("/proc/self/ns/net").st_ino not in inodes, "a lab namespace is the machine's own namespace"

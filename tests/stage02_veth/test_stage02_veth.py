@@ -11,6 +11,8 @@ HOST_IP, POD_IP = ip_of(stage.HOST_IP), ip_of(stage.POD_IP)
 
 def test_each_end_lives_in_its_namespace_and_names_its_peer(veth, host, pod):
     host_end, pod_end = veth
+    for end, name in ((host_end, "veth0"), (pod_end, "veth1")):
+        assert end.name == host.lab.name(name), f"the {'host' if end is host_end else 'pod'} end is called {end.name}: it must be {name}"
     for end, home, other in ((host_end, host, pod), (pod_end, pod, host)):
         assert end.name in home.links(), (
             f"{end.name} should be in {home.short}; it is in {other.short if end.name in other.links() else 'neither'}: "

@@ -26,6 +26,13 @@ def test_bridge_holds_the_gateway_and_every_pod_port(bridge, ports):
             f"(`ip -n {bridge.ns.name} link set {port.name} master {bridge.name}`)")
 
 
+def test_make_bridge_builds_the_bridge_it_is_asked_for(lab, host):
+    """Stage 06 asks make_bridge for `cni0`: the name and the gateway are parameters, not constants."""
+    other = stage.make_bridge(lab, host, "10.0.9.1/24", name="brx")
+    assert other.name == lab.name("brx"), f"make_bridge(name='brx') made {other.name}: use its `name` argument"
+    assert other.addresses() == ["10.0.9.1/24"], f"make_bridge(gateway='10.0.9.1/24') gave it {other.addresses()}"
+
+
 def test_all_pairs_ping(host, bridge, pods):
     members = {**pods, "gateway": host}
     failures = []

@@ -55,7 +55,9 @@ def test_vxlan_device_reads_back_over_netlink(cluster, mode):
         info = node.ns.vxlan_info(node.vtep)
         want = {"vni": VNI[mode], "port": VXLAN_PORT, "local": node.ip}
         assert {k: info[k] for k in want} == want, f"{node.vtep.name} in {node.ns.short}: VNI/UDP port/local are {info}, want {want}"
-        assert info["learning"] is (mode == "p2p"), "flannel-style VTEPs do not learn"
+        assert info["learning"] is (mode == "p2p"), (
+            f"{node.vtep.name} in {node.ns.short}: learning is {'on' if info['learning'] else 'off'}; a bridged (p2p) VTEP "
+            "learns, a flannel-style routed one has learning off (`nolearning`, learning=False): its entries are permanent")
 
 
 @pytest.mark.parametrize("mode", ["routed"], indirect=True)
