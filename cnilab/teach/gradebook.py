@@ -247,10 +247,11 @@ class StageRecord:
         return "not started" if not self.started and self.failed == 0 else "failing"
 
 
-#: skip reasons a stage may be done with: the machine lacks a tier (Docker, containerd, kind), or the
-#: conformance checker found a case not applicable to the plugin's configuration
-ENVIRONMENT_SKIP = re.compile(r"docker|containerd|\bkind\b|github actions|crictl|not installed|not applicable|kernel",
-                              re.IGNORECASE)
+#: skip reasons a stage may be done with: the machine lacks a tier (Docker, containerd, kind), the
+#: conformance checker found a case not applicable to the plugin's configuration, or the test judges the
+#: reference plugin, not the student's (every skip of the reference suite on this machine says one of these)
+ENVIRONMENT_SKIP = re.compile(r"docker|containerd|\bkind\b|github actions|crictl|not installed|not applicable|kernel"
+                              r"|the reference", re.IGNORECASE)
 
 
 def stale_stages(wb: Path) -> list[int]:

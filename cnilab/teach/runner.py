@@ -190,7 +190,8 @@ def show_progress(wb: Path, console: Console | None = None) -> int:
         table.add_column(col)
     for r in records:
         table.add_row(f"{r.stage:02d}", title_of(r.stage, wb / "tests"), STATE_STYLE[r.state],
-                      f"{r.passed}/{r.total}" + (f" ({r.todo} wait for a TODO)" if r.todo else ""),
+                      f"{r.passed}/{r.total}" + "".join(f", {n} {what}" for n, what in (
+                          (r.todo, "wait for a TODO"), (r.skipped, "skipped"), (r.xfailed, "known deviations")) if n),
                       "did not run: see `pytest -k stage%02d`" % r.stage if r.broken else
                       "this run" if r.stage in rerun else "your last run (unchanged since)")
     console.print(table)

@@ -71,6 +71,14 @@ def test_solutions_put_back_make_the_workbook_pass(workbook, tmp_path):
     done = run_pytest(copy)
     assert done.returncode == 0, done.stdout[-3000:]
     assert " passed" in done.stdout and "todo" not in done.stdout.splitlines()[-1]
+    # the strictest grade (CI's: nothing recorded trusted, the grader's own tests, every test run, only the
+    # machine's skips) accepts the right thing: every stage, full points
+    graded = run_nested([str(BIN / "cnilab"), "grade", "--fresh", "--strict", "--json"], cwd=copy,
+                        capture_output=True, text=True, timeout=900)
+    import json
+
+    g = json.loads(graded.stdout)
+    assert g["total"]["points"] == g["total"]["max_points"] == 7, [(s["stage"], s["state"], s["not_run"][:3]) for s in g["stages"]]
 
 
 def test_reset_puts_one_stages_todos_back(workbook, tmp_path):
