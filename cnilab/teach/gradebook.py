@@ -2,14 +2,19 @@
 
 Three files under ``.cnilab/`` of a workbook:
 
-- ``manifest.json`` -- the SHA-256 of every test file as exported. A stage whose tests were edited,
-  deleted or added to is "tests modified", never "done": the unchanged tests are the judge.
+- ``manifest.json`` -- the SHA-256 of the harness as exported (every file but the TODO files) and of the
+  TODO files. A stage whose harness was edited, deleted or added to is "tests modified", never "done":
+  the unchanged tests are the judge.
 - ``results.json`` -- what pytest last found, per stage, written by ``Recorder`` (the pytest plugin
   registers it in every run inside a workbook). Each stage's record carries a fingerprint of the files
   the stage runs (its conftest and its base stages', its tests, the plugin for stage 07): a record
   whose fingerprint still matches, from a run that collected the whole stage, is as good as a rerun.
   So ``cnilab progress`` and ``cnilab grade`` rerun only the stages changed since.
-- ``hints-shown.json`` -- how many hints of each stage the student has asked for.
+- ``hints-shown.json`` / ``hints-used.json`` -- how many hints of each stage ``cnilab hint`` shows now (a
+  reset starts again) and the most ever revealed (what a grade reports).
+
+The records are a convenience, not a proof (the student's code runs in the judge's process):
+``grade --fresh --strict`` discards them and judges by the grader's own cnilab.
 """
 
 from __future__ import annotations
@@ -140,6 +145,11 @@ def fingerprint(wb: Path, stage: int) -> str:
 
 # -- recording results ---------------------------------------------------------------------------------
 
+def skip_reason(report: pytest.TestReport) -> str | None:
+    """Why a test was skipped, as its skip said it (None when there is no reason to read)."""
+    return str(report.longrepr[2]).removeprefix("Skipped: ") if isinstance(report.longrepr, tuple) else None
+
+
 def outcome_of(report: pytest.TestReport) -> str | None:
     """One test phase's outcome as the gradebook counts it (None: a passing setup or teardown)."""
     if report.skipped:
@@ -181,8 +191,8 @@ class Recorder:
         if outcome and stage_of(report.nodeid) is not None:
             old = self.outcomes.get(report.nodeid, "passed")
             self.outcomes[report.nodeid] = min(old, outcome, key=WORST.index)
-            if outcome == "skipped" and isinstance(report.longrepr, tuple):
-                self.reasons[report.nodeid] = str(report.longrepr[2]).removeprefix("Skipped: ")
+            if outcome == "skipped" and skip_reason(report) is not None:
+                self.reasons[report.nodeid] = skip_reason(report)
 
     def whole(self, stage: int) -> bool:
         """Did this run collect all of the stage (its folder or an ancestor given, not one file or test)?"""

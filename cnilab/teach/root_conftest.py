@@ -1,5 +1,5 @@
-"""Root conftest of the cnilab checkout and of every exported workbook (the same text: export copies this
-file, and a unit test keeps the checkout's copy equal to it).
+"""Root conftest of every exported workbook (export copies this file) and of the cnilab checkout (whose
+conftest.py runs this file by path).
 
 The cnilab pytest plugin (stage markers, ``lab`` fixture, leak guard) comes from the installed package
 through its ``pytest11`` entry point; this file anchors pytest's rootdir. And it makes ``pytest -k

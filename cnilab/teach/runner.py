@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..core.errors import NotRootError
 from ..core.suite import tests_dir
-from .gradebook import hints_used, stage_records, stale_stages
+from .gradebook import hints_used, outcome_of, skip_reason, stage_records, stale_stages
 from .recipe import load_stage
 from .stages import stage_dirs, stage_of
 from .workbook import stored_hints
@@ -53,17 +53,13 @@ class Tally:
             return
         tally = self.stages.setdefault(stage, StageTally())
         tally.seconds += report.duration
-        if report.when == "call" or report.outcome != "passed":
-            if report.skipped and hasattr(report, "wasxfail"):
-                tally.xfailed += 1
-            elif report.skipped:
-                tally.skipped += 1
-                if isinstance(report.longrepr, tuple):
-                    tally.skip_reasons.add(str(report.longrepr[2]).removeprefix("Skipped: "))
-            elif report.failed:
-                tally.failed += 1
-            elif report.when == "call":
-                tally.passed += 1
+        outcome = outcome_of(report)
+        if outcome is None:
+            return
+        outcome = "failed" if outcome == "todo" else outcome  # the main job's verdict: an open TODO fails
+        setattr(tally, outcome, getattr(tally, outcome) + 1)
+        if outcome == "skipped" and skip_reason(report):
+            tally.skip_reasons.add(skip_reason(report))
 
 
 def default_tests_dir() -> Path:

@@ -96,21 +96,21 @@ def without_solutions(path: Path) -> str:
     return text
 
 
+def _hints_assignments(text: str) -> list[ast.Assign]:
+    """Each top-level ``HINTS = [...]`` of a stage's source."""
+    return [n for n in ast.parse(text).body
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HINTS" for t in n.targets)]
+
+
 def _hints_lines(text: str) -> list[tuple[int, int]]:
     """(first, last) line numbers of each top-level ``HINTS = [...]``."""
-    return [(n.lineno, n.end_lineno) for n in ast.parse(text).body
-            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HINTS" for t in n.targets)]
+    return [(n.lineno, n.end_lineno) for n in _hints_assignments(text)]
 
 
 def hints_of(root: Path) -> dict[str, list[str]]:
     """{stage: its hints} of the reference suite, read without running any stage code."""
-    found = {}
-    for d in stage_dirs(root / "tests"):
-        tree = ast.parse((d / "conftest.py").read_text())
-        for n in tree.body:
-            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "HINTS" for t in n.targets):
-                found[str(stage_of(d.name))] = ast.literal_eval(n.value)
-    return found
+    return {str(stage_of(d.name)): ast.literal_eval(n.value) for d in stage_dirs(root / "tests")
+            for n in _hints_assignments((d / "conftest.py").read_text())}
 
 
 def stored_hints(wb: Path) -> dict[str, list[str]]:
