@@ -31,10 +31,10 @@ HINTS = [
     "p2p: `node.ns.vxlan(\"vxlan0\", VNI[\"p2p\"], local=node.ip, port=VXLAN_PORT, dev=node.ns.link(\"eth0\"))`, "
     "then set_mtu, set_master(node.bridge), up.",
     "p2p flooding without multicast: `ns.add_fdb(vtep, ZERO_MAC, peer_ip, append=True)` once per peer, on both sides.",
-    "routed: the same VXLAN device with learning=False, address f\"{node.vtep_ip}/32\"; then for each peer "
-    "route_to(peer, node) and route_to(node, peer).",
+    "make_vtep: `node.ns.vxlan(\"flannel1\", vni, local=node.ip, port=port, dev=node.ns.link(\"eth0\"), learning=False)`, "
+    "then set_mtu(mtu), add_address(f\"{node.vtep_ip}/32\"), up; join_routed: for each peer route_to(peer, node) and route_to(node, peer).",
     "route_to: `add_route(peer.subnet, via=peer.vtep_ip, dev=node.vtep, onlink=True)`, "
-    "`add_neighbour(peer.vtep_ip, mac, node.vtep)`, `add_fdb(node.vtep, mac, peer.ip)` with mac = peer.vtep.state().mac.",
+    "`add_neighbour(peer.vtep_ip, peer.vtep_mac, node.vtep)`, `add_fdb(node.vtep, peer.vtep_mac, peer.ip)`.",
 ]
 make_bridge, plug = recipe.step("make_bridge"), recipe.step("plug")
 
@@ -69,6 +69,10 @@ class Node:
     def vtep_ip(self) -> str:
         return f"10.244.{self.n}.0"
 
+    @property
+    def vtep_mac(self) -> str:
+        return self.vtep.state().mac
+
 
 def pod_cidr(mode, n, k):
     # p2p: one L2 segment, so one subnet (/16) across nodes; routed: a /24 per node
@@ -94,12 +98,7 @@ def add_node(lab, underlay, n, mode, cluster, kind="netns"):
     """Node `n` (a namespace, or a Docker container's namespace): a cable to the underlay (198.18.0.n),
     forwarding on, a bridge `cni0` with pods, and a VXLAN device joined to every node already in
     `cluster` (and they to it)."""
-    node_ns = nodes.node(lab, f"node{n}", kind)
-    eth, port = node_ns.veth("eth0", underlay.ns, f"ul-n{n}")
-    port.set_master(underlay).up()
-    ip = f"198.18.0.{n}"
-    eth.add_address(f"{ip}/24").up()
-    node_ns.set_sysctl("net.ipv4.ip_forward", 1)
+    node_ns, ip, port = cable(lab, underlay, n, kind)
     node = Node(n, node_ns, ip, make_bridge(lab, node_ns, gateway_cidr(mode, n), name="cni0"))
     for k in range(1, PODS_PER_NODE + 1):
         name, cidr = f"n{n}p{k}", pod_cidr(mode, n, k)
@@ -115,6 +114,19 @@ def add_node(lab, underlay, n, mode, cluster, kind="netns"):
     (join_p2p if mode == "p2p" else join_routed)(lab, node, cluster)
     cluster.append(node)
     return node
+
+
+@recipe.helper
+def cable(lab, underlay, n, kind="netns"):
+    """Machine `n` (a namespace, or a Docker container's namespace) cabled to the underlay switch:
+    `eth0` with 198.18.0.n/24, forwarding on. Returns (its namespace, its underlay address, its switch port)."""
+    node_ns = nodes.node(lab, f"node{n}", kind)
+    eth, port = node_ns.veth("eth0", underlay.ns, f"ul-n{n}")
+    port.set_master(underlay).up()
+    ip = f"198.18.0.{n}"
+    eth.add_address(f"{ip}/24").up()
+    node_ns.set_sysctl("net.ipv4.ip_forward", 1)
+    return node_ns, ip, port
 
 
 @recipe.helper
@@ -145,10 +157,8 @@ def join_p2p(lab, node, cluster):
 @recipe.helper
 def join_routed(lab, node, cluster):
     """flannel's way: a routed VTEP (/32, no learning); three entries per peer, in both directions."""
-    # BEGIN SOLUTION: create the VXLAN device flannel1 (VNI 1, port 4789, local = node.ip, dev eth0, no learning), MTU POD_MTU, address VTEP_IP/32, up; then route_to() in both directions for every peer
-    eth = node.ns.link("eth0")
-    node.vtep = node.ns.vxlan("flannel1", VNI["routed"], local=node.ip, port=VXLAN_PORT, dev=eth, learning=False)
-    node.vtep.set_mtu(POD_MTU).add_address(f"{node.vtep_ip}/32").up()
+    node.vtep = make_vtep(node)
+    # BEGIN SOLUTION: route_to() in both directions for every peer already in the cluster
     for peer in cluster:
         route_to(peer, node)
         route_to(node, peer)
@@ -156,13 +166,24 @@ def join_routed(lab, node, cluster):
 
 
 @recipe.helper
+def make_vtep(node, vni=VNI["routed"], port=VXLAN_PORT, mtu=POD_MTU):
+    """The node's routed VTEP `flannel1`: VXLAN `vni` to UDP `port` from the node's underlay address, no
+    learning, MTU `mtu`, the address node.vtep_ip/32, up. Returns the device."""
+    # BEGIN SOLUTION: create the VXLAN device flannel1 (vni, port, local = node.ip, dev eth0, no learning), MTU mtu, address VTEP_IP/32, up
+    eth = node.ns.link("eth0")
+    vtep = node.ns.vxlan("flannel1", vni, local=node.ip, port=port, dev=eth, learning=False)
+    vtep.set_mtu(mtu).add_address(f"{node.vtep_ip}/32").up()
+    # END SOLUTION
+    return vtep
+
+
+@recipe.helper
 def route_to(node, peer):
     """On `node`: the route to `peer`'s pods, the ARP entry for its VTEP, the FDB entry to its underlay IP."""
-    # BEGIN SOLUTION: on `node`: a route to peer.subnet via peer.vtep_ip onlink on the VTEP, a permanent ARP entry for peer.vtep_ip, and a permanent FDB entry sending the peer's VTEP MAC to peer.ip
-    mac = peer.vtep.state().mac
+    # BEGIN SOLUTION: on `node`: a route to peer.subnet via peer.vtep_ip onlink on the VTEP, a permanent ARP entry for peer.vtep_ip, and a permanent FDB entry sending peer.vtep_mac to peer.ip
     node.ns.add_route(peer.subnet, via=peer.vtep_ip, dev=node.vtep, onlink=True)
-    node.ns.add_neighbour(peer.vtep_ip, mac, node.vtep)
-    node.ns.add_fdb(node.vtep, mac, peer.ip)
+    node.ns.add_neighbour(peer.vtep_ip, peer.vtep_mac, node.vtep)
+    node.ns.add_fdb(node.vtep, peer.vtep_mac, peer.ip)
     # END SOLUTION
 
 
