@@ -21,10 +21,11 @@ fi
 # busybox-static is the only content of the locally built images (nothing is ever pulled);
 # graphviz draws `cnilab show`'s pictures; gcc builds the plugin's native shim (thick mode).
 # sudo: the design card's `sudo pytest -k stage05` works as written, also in a root shell.
+# etcd-server: stage 08's store (the lab starts it in a namespace of its own; the package starts no daemon here).
 APT=(ip:iproute2 iptables:iptables socat:socat ping:iputils-ping tcpdump:tcpdump iperf3:iperf3
      conntrack:conntrack modprobe:kmod ps:procps unshare:util-linux
      /usr/lib/cni/bridge:containernetworking-plugins containerd:containerd runc:runc
-     =busybox-static:busybox-static dot:graphviz cc:gcc sudo:sudo)   # "=pkg": the package itself (a dynamic busybox will not do)
+     =busybox-static:busybox-static dot:graphviz cc:gcc sudo:sudo etcd:etcd-server)   # "=pkg": the package itself (a dynamic busybox will not do)
 
 setup_apt() {
   local missing=() entry probe

@@ -1,11 +1,13 @@
 """cnilab: build container networking from Linux kernel primitives, and prove each step.
 
-The package is four layers; a module imports only from its own layer or the ones below it,
+The package is five layers; a module imports only from its own layer or the ones below it,
 and no import goes in a circle (``tests/unit/test_layers.py`` checks both):
 
     cli, pytest_plugin      the commands and the pytest plugin: the only modules that know every layer
     teach, conformance      what people run: stages as recipes, demos, the workbook (teach); the CNI
                             conformance checker (conformance)
+    cluster                 the cluster network of stage 08: the store (etcd), leases, the node agent's
+                            loop (the datapath steps it runs are the recipes', handed in by teach)
     observe, runtime        reading a lab (probes, captures, diagnosis, pictures, traces) and running
                             things in it (nodes as containers, CNI runtimes, containerd, cleanup);
                             neither knows the other

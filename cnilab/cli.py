@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
     _add_plugin_commands(sub)
     _add_teaching_commands(sub)
+    from .teach import agent_run
+
+    agent_run.add_parser(sub)
     return parser
 
 
@@ -292,7 +295,7 @@ def _add_teaching_commands(sub: argparse._SubParsersAction) -> None:
     grd.add_argument("--require-done", action="store_true", help="exit 1 unless the stage(s) are done (autograding)")
     grd.set_defaults(func=cmd_grade)
     demo = sub.add_parser("demo", help="build a stage step by step, narrated and paced by Enter, then verify it")
-    demo.add_argument("stage", type=int, choices=range(1, 8), metavar="N", help="stage 1-7")
+    demo.add_argument("stage", type=int, choices=range(1, 9), metavar="N", help="stage 1-8")
     demo.add_argument("--auto", action="store_true", help="run unpaced (CI, recordings)")
     demo.add_argument("--keep", action="store_true", help="leave the lab up afterwards (then `cnilab show`, `cnilab trace`)")
     demo.add_argument("--no-verify", action="store_true", help="skip the stage's tests at the end")
@@ -307,7 +310,7 @@ def _add_teaching_commands(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--no-picture", action="store_true", help="only the tree")
     show.set_defaults(func=cmd_show)
     trace = sub.add_parser("trace", help="run a stage's packet views on a kept lab and print the packets layer by layer")
-    trace.add_argument("stage", type=int, choices=range(1, 8), metavar="N")
+    trace.add_argument("stage", type=int, choices=range(1, 9), metavar="N")
     trace.add_argument("--prefix", help="which lab (default: the only one that is up)")
     trace.add_argument("--tests", help="the tests folder (default: this checkout's tests/)")
     trace.set_defaults(func=cmd_trace)

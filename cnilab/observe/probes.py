@@ -119,6 +119,7 @@ class EchoServer:
         self.ns, self.port = ns, port
         self.sock: socket.socket = ns.call(self._listen, host, port)
         self.accepted = 0
+        self.peers: list[str] = []  # the source address of each connection, as this end sees it
         self._thread = threading.Thread(target=self._serve, name=f"echo:{ns.name}:{port}", daemon=True)
         self._thread.start()
         ns.lab.transcript.append(ns_cmd(ns.name, ["socat", f"TCP-LISTEN:{port},reuseaddr,fork", "EXEC:cat"]) + " &")
@@ -135,10 +136,11 @@ class EchoServer:
     def _serve(self) -> None:
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, peer = self.sock.accept()
             except OSError:
                 return  # closed by stop()
             self.accepted += 1
+            self.peers.append(peer[0])
             with conn:
                 while chunk := conn.recv(65536):
                     conn.sendall(chunk)

@@ -112,7 +112,8 @@ class Containerd:
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
-            raise LabError(f"containerd exited ({self.proc.returncode}); see {self.workdir / 'containerd.log'}")
+            said = (self.workdir / "containerd.log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise LabError(f"containerd exited ({self.proc.returncode}); its last words: {' | '.join(said)}")
         if not self.sock.exists():
             return False
         return subprocess.run(["ctr", "-a", str(self.sock), "version"], capture_output=True).returncode == 0
@@ -211,6 +212,16 @@ class Kubelet:
 
     def remove_pod(self, sandbox_id: str) -> None:
         self.rt.RemovePodSandbox(self.pb.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id))
+
+    def sandbox_pid(self, sandbox_id: str) -> int:
+        """The pid of the sandbox's pause process (its network namespace is the pod's), from the verbose status."""
+        answer = self.rt.PodSandboxStatus(self.pb.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True))
+        return int(json.loads(answer.info["info"])["pid"])
+
+    def network_ready(self) -> bool:
+        """What the kubelet asks before it creates pods: does the runtime report NetworkReady (a CNI config loaded)?"""
+        conditions = self.rt.Status(self.pb.StatusRequest()).status.conditions
+        return any(c.type == "NetworkReady" and c.status for c in conditions)
 
     def pods(self) -> list:
         return list(self.rt.ListPodSandbox(self.pb.ListPodSandboxRequest()).items)

@@ -117,10 +117,11 @@ def add_node(lab, underlay, n, mode, cluster, kind="netns"):
 
 
 @recipe.helper
-def cable(lab, underlay, n, kind="netns"):
-    """Machine `n` (a namespace, or a Docker container's namespace) cabled to the underlay switch:
-    `eth0` with 198.18.0.n/24, forwarding on. Returns (its namespace, its underlay address, its switch port)."""
-    node_ns = nodes.node(lab, f"node{n}", kind)
+def cable(lab, underlay, n, kind="netns", machine=None):
+    """Machine `n` (a namespace, or a Docker container's namespace; or the namespace `machine` given)
+    cabled to the underlay switch: `eth0` with 198.18.0.n/24, forwarding on. Returns (its namespace,
+    its underlay address, its switch port)."""
+    node_ns = machine or nodes.node(lab, f"node{n}", kind)
     eth, port = node_ns.veth("eth0", underlay.ns, f"ul-n{n}")
     port.set_master(underlay).up()
     ip = f"198.18.0.{n}"

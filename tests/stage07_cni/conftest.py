@@ -225,24 +225,32 @@ def logged_conflist(name: str, version: str, subnet: str, work: Path) -> dict:
 
 
 @recipe.helper
-def kubelet_on(lab, node):
+def kubelet_on(lab, node, conflist=True, thick=False):
     """containerd (CRI) running in `node` with cnilab as its only CNI network, and a CRI client for it.
 
-    Returns (client, None), or (None, why) where containerd, runc or the CRI client are missing.
+    `conflist=False` leaves the network config to someone else (stage 08's node agent writes it into
+    `client.conf_dir`); until it is there, CRI reports the network not ready. `thick`: the plugin's node
+    daemon serves the calls. Returns (client, None), or (None, why) where containerd, runc or the CRI
+    client are missing.
     """
     why = cri.unavailable()
     if why:
         return None, why
-    work = Path(f"/run/cnilab/{lab.prefix}ctrd")  # short: containerd's sockets live below it
+    work = Path(f"/run/cnilab/{node.name}.ctrd")  # short: containerd's sockets live below it
     conf_dir, ipam, bin_dir = work / "net.d", work / "ipam", work / "bin"
     conf_dir.mkdir(parents=True)
-    install_plugin(bin_dir, source=PLUGIN_SOURCE)
+    node.link("lo").up()  # containerd's stream server listens on 127.0.0.1
+    install_plugin(bin_dir, source=PLUGIN_SOURCE, thick=thick)
     os.symlink(f"{REFERENCE_DIR}/loopback", bin_dir / "loopback")  # containerd always runs loopback too
-    conflist = logged_conflist(CRI_NETWORK, "1.0.0", f"{CRI_SUBNET_PREFIX}0.0/16", work)
-    (conf_dir / "10-cnilab.conflist").write_text(json.dumps(conflist))
+    if conflist:
+        conflist = logged_conflist(CRI_NETWORK, "1.0.0", f"{CRI_SUBNET_PREFIX}0.0/16", work)
+        (conf_dir / "10-cnilab.conflist").write_text(json.dumps(conflist))
     containerd = cri.Containerd(node, work, bin_dir, conf_dir).start()
+    if thick and is_thick(bin_dir / "cnilab"):
+        daemon = PluginDaemon(bin_dir, source=PLUGIN_SOURCE).start()
+        lab.defer(f"stop the plugin daemon of {node.name}", daemon.stop)
     client = cri.Kubelet(containerd.sock)
-    client.work, client.ipam, client.log = work, ipam / CRI_NETWORK, work / "cnilab.log"
+    client.work, client.ipam, client.log, client.conf_dir = work, ipam / CRI_NETWORK, work / "cnilab.log", conf_dir
 
     def stop_pods() -> None:  # pods still up get their DELs before containerd stops (undone first)
         for pod in client.pods():

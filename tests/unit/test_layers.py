@@ -13,6 +13,7 @@ pytestmark = pytest.mark.unit
 LAYERS = [
     {"cnilab.cli", "cnilab.pytest_plugin"},
     {"cnilab.teach", "cnilab.conformance"},
+    {"cnilab.cluster"},
     {"cnilab.observe", "cnilab.runtime"},
     {"cnilab.core"},
 ]

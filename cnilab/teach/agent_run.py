@@ -1,0 +1,87 @@
+"""``cnilab agent``: the node agent of stage 08, with the datapath steps of the stage recipes.
+
+The agent's loop lives in ``cnilab.cluster.agent``; what it does to the kernel is the recipes' code
+(stage 06's VTEP and per-peer entries, stage 08's removal, NAT and conflist), loaded from the tests
+folder -- a workbook's own when run from one -- so the agent runs what the tests prove.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from ..core.errors import LabError
+
+STEP_NAMES = ("make_vtep", "route_to", "forget_peer", "masquerade_leaving", "pod_conflist")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    agent = sub.add_parser("agent", help="the node agent of stage 08: lease a pod subnet, program the VXLAN routes to every peer",
+                           description="Stops on SIGTERM keeping its lease and datapath for the next agent on the node; "
+                                       "on SIGUSR1 the node leaves the cluster (lease, entries, VTEP, NAT rule, conflist removed).")
+    agent.add_argument("--name", required=True, help="this node's name in the cluster")
+    agent.add_argument("--netns", required=True, help="the node's network namespace (a name under /run/netns)")
+    agent.add_argument("--prefix", default="cnilab-", help="the lab run's prefix (names the VTEP and tags NAT rules)")
+    agent.add_argument("--backend", choices=("etcd", "kube"), default="etcd")
+    agent.add_argument("--store", default="http://127.0.0.1:2379", help="etcd's client URL (backend etcd)")
+    agent.add_argument("--cluster", default="cnilab", help="the cluster's name: its leases live under /cnilab/NAME/")
+    agent.add_argument("--cidr", default="10.244.0.0/16", help="the cluster CIDR; each node leases a /24 of it")
+    agent.add_argument("--ttl", type=int, default=10, help="seconds a lease lives without the agent's keepalive")
+    agent.add_argument("--vni", type=int, default=1)
+    agent.add_argument("--port", type=int, default=4789, help="the VXLAN UDP port (IANA 4789)")
+    agent.add_argument("--conflist", type=Path, help="write the node's CNI conflist here (atomically)")
+    agent.add_argument("--ipam-dir", type=Path, default=Path("/var/lib/cni/networks"))
+    agent.add_argument("--tests", help="the tests folder whose stage recipes the agent runs (default: this checkout's)")
+    agent.set_defaults(func=run)
+
+
+def steps(tests: Path):
+    from ..cluster.agent import Steps
+    from .recipe import load_stage
+
+    recipe = load_stage(8, tests)
+    return Steps(**{name: recipe.step(name) for name in STEP_NAMES})
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cluster.agent import Agent, Config
+    from ..cluster.probe import warm
+    from ..core.lab import Lab
+    from ..core.netns import Namespace
+    from .runner import default_tests_dir
+
+    if not Path(f"/run/netns/{args.netns}").exists():
+        raise LabError(f"There is no network namespace {args.netns}: pass the node's namespace with --netns.")
+    lab = Lab(prefix=args.prefix, keep=True)  # the agent's changes outlive it: the next agent takes them over
+    ns = Namespace(lab, args.netns)
+    lab.namespaces[ns.name] = ns
+    config = Config(args.name, args.cidr, args.vni, args.port, args.conflist, args.ipam_dir)
+    agent = Agent(config, make_store(args), steps(Path(args.tests) if args.tests else default_tests_dir()), ns,
+                  log=lambda line: print(line, flush=True))
+    leaving = []
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: agent.stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: (leaving.append(True), agent.stop.set()))
+    warm()
+    agent.run()
+    if leaving:
+        agent.leave()
+    else:
+        agent.say("stopped (its lease and datapath stay for the next agent on this node)")
+    return 0
+
+
+def make_store(args: argparse.Namespace):
+    if args.backend == "kube":
+        from ..cluster.kube import KubeStore
+
+        return KubeStore(args.name, args.cidr)
+    from ..cluster.store import EtcdStore
+
+    try:
+        return EtcdStore(args.store, args.cluster, args.cidr, ttl=args.ttl)
+    except ImportError:
+        print("cnilab: the etcd client is missing: .venv/bin/pip install etcd3gw", file=sys.stderr)
+        raise SystemExit(2) from None
