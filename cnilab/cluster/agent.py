@@ -115,13 +115,19 @@ class Agent:
         return Lease(self.node.subnet, self.node.ip, self.node.vtep_mac, self.config.name)
 
     def _claim(self, mtu: int, vtep_name: str) -> None:
-        """Try the free subnets in order; a transaction lost to another node means: the next one."""
-        for subnet in self.store.candidates(self.config.name):
+        """Try the free subnets in order -- first the one this node's VTEP already has (a lease that expired
+        while the agent was away), so nothing here changes; a transaction lost to another node means: the next one."""
+        vtep = self.node.ns.link(vtep_name)
+        had = [str(ipaddress.IPv4Network(a, strict=False).supernet(new_prefix=getattr(self.store, "plen", 24))) for a in vtep.addresses()] if vtep.exists() else []
+        free = self.store.candidates(self.config.name)
+        for subnet in [s for s in had if s in free] + [s for s in free if s not in had]:
             self.node.subnet = subnet
-            stale = self.node.ns.link(vtep_name)
-            if stale.exists():  # from a run whose lease expired: its address is another subnet's
-                stale.delete()
-            self.node.vtep = self.steps.make_vtep(self.node, vni=self.config.vni, port=self.config.port, mtu=mtu)
+            if vtep.exists() and subnet in had:
+                self.node.vtep = vtep
+            else:
+                if vtep.exists():  # its address is another subnet's
+                    vtep.delete()
+                self.node.vtep = self.steps.make_vtep(self.node, vni=self.config.vni, port=self.config.port, mtu=mtu)
             if self.store.claim(self._lease()):
                 self.say(f"leased {subnet} (VTEP {self.node.vtep_ip} {self.node.vtep_mac} at {self.node.ip})")
                 return

@@ -56,7 +56,11 @@ class AgentProcess:
                                      f"/{pattern}/; its log:\n" + "\n".join(self.lines()[-15:]))
             return bool(self.said(pattern, since))
 
-        wait_for(found, timeout=timeout, what=f"the agent of {self.name} to say /{pattern}/", poll=0.01)
+        try:
+            wait_for(found, timeout=timeout, what=f"the agent of {self.name} to say /{pattern}/", poll=0.01)
+        except AssertionError:
+            raise AssertionError(f"the agent of {self.name} did not say /{pattern}/ within {timeout:g} s; it said last:\n"
+                                 + "\n".join(self.lines()[since:][-8:])) from None
         return self.said(pattern, since)[0]
 
     def kill(self) -> float:

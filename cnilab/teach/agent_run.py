@@ -8,6 +8,7 @@ folder -- a workbook's own when run from one -- so the agent runs what the tests
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -61,16 +62,24 @@ def run(args: argparse.Namespace) -> int:
     agent = Agent(config, make_store(args), steps(Path(args.tests) if args.tests else default_tests_dir()), ns,
                   log=lambda line: print(line, flush=True))
     leaving = []
-    signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
-    signal.signal(signal.SIGINT, lambda *_: agent.stop.set())
-    signal.signal(signal.SIGUSR1, lambda *_: (leaving.append(True), agent.stop.set()))
+
+    def stop(signum, frame) -> None:
+        leaving.append(signum == signal.SIGUSR1)
+        agent.stop.set()
+        agent.wake.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(sig, stop)
     warm()
     agent.run()
-    if leaving:
+    if any(leaving):
         agent.leave()
     else:
         agent.say("stopped (its lease and datapath stay for the next agent on this node)")
-    return 0
+    # nothing is left to undo (the lab is kept on purpose), and a normal interpreter exit waits seconds for
+    # the watch's streaming HTTP read and pyroute2's helpers: the next agent on this node must not wait for that
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def make_store(args: argparse.Namespace):
