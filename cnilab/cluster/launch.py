@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +40,20 @@ class AgentProcess:
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         self.starts += 1
+        if self.ns.lab.on_event is not None and not getattr(self, "_tail", None):
+            self._tail = threading.Thread(target=self._follow, daemon=True, name=f"agent-log:{self.name}")
+            self._tail.start()
         return self
+
+    def _follow(self) -> None:
+        """Hand each new log line to the lab's event hook (a demo prints the agent's decisions as they happen)."""
+        shown = 0
+        while self.ns.lab.on_event is not None and not self.ns.lab._closed:
+            lines = self.lines()
+            for line in lines[shown:]:
+                self.ns.lab.on_event(line)
+            shown = len(lines)
+            threading.Event().wait(0.05)  # a log file has no readiness to wait for: look again shortly
 
     def said(self, pattern: str, since: int = 0) -> list[str]:
         """Log lines (from line ``since`` on) matching the regular expression ``pattern``."""

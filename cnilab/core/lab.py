@@ -82,6 +82,8 @@ class Lab:
         self.registry: list[Step] = []
         self.transcript: list[str] = []
         self.namespaces: dict[str, "Namespace"] = {}
+        #: what a demo shows of things happening in other processes (an agent's decisions), line by line
+        self.on_event: Callable[[str], None] | None = None
         self._closed = False
         _note_prefix(self.prefix)
         _open_labs.add(self)

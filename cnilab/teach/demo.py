@@ -21,6 +21,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.panel import Panel
 from rich.rule import Rule
+from rich.text import Text
 
 from ..core.lab import Lab
 from .recipe import load_conftest, stage_dir
@@ -153,6 +154,7 @@ def run_demo(stage: int, tests_dir: Path, *, auto: bool, keep: bool = False, ver
     intro = prose(inspect.getdoc(module) or recipe.title, show.values)
     console.print(Panel(intro, title=f"cnilab demo: stage {stage:02d} -- {recipe.title}", expand=False))
     with Lab(keep=keep, narrator=show.narrate) as lab:
+        lab.on_event = lambda line: console.print(Text(line, style="magenta"))
         recipe.build(lab, on_step=show.on_step(lab), node_kind="netns", **given)
         for name, trace in recipe.traces.items():
             console.print(Rule(f"[bold]{name}", align="left"))
