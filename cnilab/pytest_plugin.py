@@ -103,7 +103,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         elsewhere = bool(config.getoption("--cni-plugin") or config.getoption("--cni-config"))  # not the student's plugin
         config.pluginmanager.register(Recorder(config.rootpath, [str(a) for a in config.args], elsewhere), "cnilab-gradebook")
-    config.addinivalue_line("markers", "stage(n): the lab stage (1-7) a test belongs to; set from the directory name")
+    config.addinivalue_line("markers", "stage(n): the lab stage (1-8) a test belongs to; set from the directory name")
     config.addinivalue_line("markers", "unit: a test of the library itself that needs no root")
 
 

@@ -79,6 +79,12 @@ def steps(block: Block) -> list[tuple[int, int, str]]:
     return sorted((n.lineno, n.end_lineno, lines[n.lineno - 1].strip()) for n in inside if id(n) not in nested)
 
 
+def target_stage(mutant: Mutant) -> list[str] | None:
+    """The tests that judge a wrong step made in another stage's block (stage 06's route_to, run by stage 08's agent)."""
+    judge = mutant.wrong.judged_by if mutant.wrong else None
+    return [str(stage_dir(judge, Path("tests")))] if judge else None
+
+
 def target(block: Block) -> list[str]:
     """The tests of the block's stage (for the plugin: the conformance suite against cnilab's plugin)."""
     if block.path.name == "plugin.py":
@@ -124,7 +130,7 @@ def wrong_mutants(root: Path, wanted: set[int], steps: tuple[Wrong, ...] = STEPS
     every = [(rel, b) for rel in solution_files(root) for b in blocks(root / rel)]
     found = []
     for w in steps:
-        if w.stage not in wanted:
+        if (w.judged_by or w.stage) not in wanted:
             continue
         # a function may hold several blocks (the plugin's CHECK): the one whose text holds the first edit
         candidates = [b for rel, b in every if (b.stage, b.function) == (w.stage, w.function)]
@@ -144,7 +150,7 @@ def main() -> int:
     parser.add_argument("--all", action="store_true", help="removed and wrong steps")
     parser.add_argument("--catalogue", metavar="FILE", help="wrong steps from FILE (a module with STEPS, like wrong_steps.py)")
     args = parser.parse_args()
-    wanted = {int(s) for s in args.stages.split(",")} if args.stages else set(range(1, 8))
+    wanted = {int(s) for s in args.stages.split(",")} if args.stages else set(range(1, 9))
     root = source_root()
     scratch = Path(tempfile.mkdtemp(prefix="cnilab-mutation-")) / "suite"
     export(scratch, root, solutions=True)
@@ -159,7 +165,7 @@ def main() -> int:
         mutants += wrong_mutants(root, wanted, steps)
     console = Console(width=200)
     for i, mutant in enumerate(mutants, 1):
-        run(mutant, scratch)
+        run(mutant, scratch, target_stage(mutant))
         verdict = "caught" if mutant.killed else "SURVIVED"
         console.print(f"[{i}/{len(mutants)}] stage {mutant.block.stage:02d} {mutant.block.function}: {mutant.text[:60]} -> {verdict}")
     removed = [m for m in mutants if m.wrong is None]

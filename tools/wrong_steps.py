@@ -20,10 +20,12 @@ class Wrong:
     what: str                           # the mistake, as a teacher would name it
     edits: tuple[tuple[str, str], ...]  # (text in the block, its replacement): each must occur exactly once
     words: tuple[str, ...]              # a right diagnosis names these
+    judged_by: int | None = None        # the stage whose tests judge it (default: the block's own)
 
 
-def wrong(stage: int, function: str, what: str, *edits: tuple[str, str], words: tuple[str, ...]) -> Wrong:
-    return Wrong(stage, function, what, edits, words)
+def wrong(stage: int, function: str, what: str, *edits: tuple[str, str], words: tuple[str, ...],
+          judged_by: int | None = None) -> Wrong:
+    return Wrong(stage, function, what, edits, words, judged_by)
 
 
 STEPS: tuple[Wrong, ...] = (
@@ -157,6 +159,20 @@ STEPS: tuple[Wrong, ...] = (
           words=("MTU", "h-n1p1")),
     wrong(6, "add_node", "routed pods given a gateway outside their subnet", ("gateway_cidr(mode, n)", 'gateway_cidr("p2p", n)'),
           words=("10.6.1.1",)),
+    # stage 08: the agent runs stage 06's route_to and stage 08's steps
+    wrong(8, "masquerade_leaving", "masquerading pod-to-pod traffic", ('"!", "-d", cluster_cidr, ', ""), words=("SNAT",)),
+    wrong(8, "pod_conflist", "the plugin masquerades too (ipMasq on)", ('"ipMasq": False', '"ipMasq": True'), words=("SNAT",)),
+    wrong(8, "forget_peer", "the permanent ARP entry of a gone peer left behind",
+          ("    if_present(node.ns.del_neighbour, peer.vtep_ip, node.vtep)\n", ""), words=("ARP", "remain")),
+    wrong(8, "forget_peer", "the FDB entry of a gone peer left behind",
+          ("        if_present(node.ns.del_fdb, node.vtep, peer.vtep_mac, peer.ip)\n", "        pass\n"), words=("FDB", "remain")),
+    wrong(6, "route_to", "the agent's FDB entry to the wrong VTEP (the node's own)",
+          ("node.ns.add_fdb(node.vtep, peer.vtep_mac, peer.ip)", "node.ns.add_fdb(node.vtep, peer.vtep_mac, node.ip)"),
+          words=("FDB",), judged_by=8),
+    wrong(6, "route_to", "the agent's permanent ARP entry forgotten",
+          ("    node.ns.add_neighbour(peer.vtep_ip, peer.vtep_mac, node.vtep)\n", ""), words=("ARP",), judged_by=8),
+    wrong(8, "pod_conflist", "pods given addresses from the whole cluster CIDR, not the node's lease",
+          ('"subnet": node.subnet', '"subnet": "10.244.0.0/16"'), words=("lease",)),
     wrong(7, "cmd_del", "DEL leaves the MASQUERADE rule",
           ("        if conf.ip_masq:\n            from . import nat\n\n            nat.remove(conf.name, only=attachment_id(cid, ifname))\n", ""),
           words=("MASQUERADE",)),

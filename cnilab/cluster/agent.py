@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.errors import LabError
+from ..core.errors import LabError, Todo
 from ..core.step import is_gone
 from .leases import Lease
 from .probe import arp_answers
@@ -249,6 +249,8 @@ class Agent:
                 if not self.store_down:
                     self.say(f"{exc}: keeping the datapath as it is (pods keep talking); retrying")
                 self.store_down = str(exc)
+            except Todo:
+                raise  # a workbook step not written yet: the agent stops, saying which
             except LabError as exc:  # a step the kernel refused: said once, tried again at the next resync
                 self.say_once(f"error {exc}", f"a reconcile step failed, will retry: {exc}")
             self.wake.wait(RESYNC if not self.store_down else 0.5)

@@ -82,7 +82,7 @@ def modified_tests(wb: Path, shipped: dict[str, str] | None = None) -> dict[int,
     (default: the workbook's manifest; ``grade --strict`` passes a fresh export of the grader's own cnilab,
     so a manifest the student rewrote proves nothing). A file outside every stage counts for all stages."""
     manifest = _read(wb / STATE / MANIFEST, {})
-    stages = sorted({stage_of(d.name) for d in stage_dirs(wb / "tests")} | set(range(1, 8)))
+    stages = sorted({stage_of(d.name) for d in stage_dirs(wb / "tests")} | set(range(1, 9)))
     if shipped is None:
         shipped = manifest.get("harness")
     if not isinstance(shipped, dict):

@@ -43,7 +43,7 @@ def scratch(tmp_path_factory) -> Path:
 
 
 def mutant(what: str):
-    found = [m for m in mutation.wrong_mutants(source_root(), set(range(1, 8))) if m.wrong.what == what]
+    found = [m for m in mutation.wrong_mutants(source_root(), set(range(1, 9))) if m.wrong.what == what]
     assert len(found) == 1, f"tools/wrong_steps.py has no single wrong step {what!r}"
     return found[0]
 
@@ -76,6 +76,6 @@ def test_a_negative_proof_fails_on_a_lab_broken_otherwise(scratch, what, proof, 
 def test_every_wrong_step_applies_to_its_block():
     """Each entry of the catalogue still finds its text exactly once in its solution block."""
     root = source_root()
-    for m in mutation.wrong_mutants(root, set(range(1, 8))):
+    for m in mutation.wrong_mutants(root, set(range(1, 9))):
         m.apply((root / m.block.path).read_text())
     assert len(wrong_steps.STEPS) >= 40

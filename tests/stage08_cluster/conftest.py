@@ -24,7 +24,7 @@ from pathlib import Path
 from cnilab.cluster.etcd import Etcd
 from cnilab.cluster.launch import AgentProcess
 from cnilab.cluster.leases import Lease
-from cnilab.core.errors import LabError
+from cnilab.core.errors import LabError, Todo
 from cnilab.core.step import is_gone
 from cnilab.core.wait import wait_for
 from cnilab.observe.probes import assert_ping
@@ -191,13 +191,18 @@ def converged(nodes, timeout=10.0):
     """Wait until every node's runtime reports its network ready and every node has entries for every other."""
     def missing(node) -> str | None:
         if node.agent.proc is not None and node.agent.proc.poll() is not None:
-            raise LabError(f"The agent of {node.name} exited: " + " | ".join(node.agent.lines()[-5:]))
+            last = node.agent.lines()[-5:]
+            todo = next((line[line.index("TODO in stage"):] for line in last if "TODO in stage" in line), None)
+            if todo:
+                raise Todo(todo)  # the agent runs the workbook's steps: its TODO is the student's next one
+            raise LabError(f"The agent of {node.name} exited: " + " | ".join(last))
         if not node.conflist.exists():
             return "its agent wrote no conflist (no lease yet?)"
         if not node.kubelet.network_ready():
             return "containerd does not report NetworkReady (it has not loaded the conflist)"
-        have = len(node.peer_entries())
-        return None if have == len(nodes) - 1 else f"it has entries for {have} of its {len(nodes) - 1} peers"
+        have = node.peer_entries()
+        wrong = [differs(peer, have) for peer in nodes if peer is not node]
+        return "; ".join(w for w in wrong if w) or None
 
     try:
         wait_for(lambda: not any(missing(node) for node in nodes), timeout=timeout,
@@ -207,6 +212,34 @@ def converged(nodes, timeout=10.0):
                   for node in nodes if missing(node)]
         raise AssertionError(f"The cluster did not converge within {timeout:g} s: " + "; ".join(report)) from None
     return nodes
+
+
+def differs(peer, have):
+    """What is wrong with a node's entries (``have``, its peer_entries) for ``peer`` (None: route, ARP and FDB
+    as the peer's lease says)."""
+    if not peer.conflist.exists() or not peer.vtep.exists():
+        return f"{peer.name} has no lease yet"
+    entry = have.get(peer.subnet)
+    mac = peer.vtep.state().mac
+    if entry is None:
+        return f"no route to {peer.name}'s pods {peer.subnet} on the VTEP"
+    if entry.vtep_mac is None:
+        return f"no permanent ARP entry for {peer.name}'s VTEP address {Lease(peer.subnet, '', '').vtep_ip} (its MAC is {mac})"
+    if entry.vtep_mac != mac:
+        return f"the ARP entry for {peer.name}'s VTEP says MAC {entry.vtep_mac}, its VTEP's MAC is {mac}"
+    if entry.ip is None:
+        return f"no FDB entry sending {peer.name}'s VTEP MAC {mac} to its underlay address {peer.ip}"
+    if entry.ip != peer.ip:
+        return f"the FDB entry for {peer.name}'s VTEP MAC sends frames to {entry.ip}, not to {peer.name}'s underlay address {peer.ip}"
+    return None
+
+
+def leftovers(node, gone):
+    """ARP and FDB entries on ``node`` that still point at the node ``gone`` (its route may be gone already)."""
+    vtep_ip = Lease(gone.subnet, "", "").vtep_ip
+    arp = [ip for ip, _, state in node.ns.neighbours(node.vtep) if ip == vtep_ip and state & 0x80]
+    fdb = [mac for mac, dst in node.ns.fdb(node.vtep) if dst == gone.ip]
+    return ([f"the permanent ARP entry for {vtep_ip}"] if arp else []) + [f"the FDB entry {mac} -> {gone.ip}" for mac in fdb]
 
 
 @recipe.fixture

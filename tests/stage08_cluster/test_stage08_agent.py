@@ -55,6 +55,8 @@ def test_a_dead_node_leaves_every_peer_within_ttl_plus_one_second(cluster):
     assert took <= budget, f"node3's entries outlived its agent by {took:.2f} s; the lease TTL is {stage.LEASE_TTL} s, the goal TTL + 1 s"
     for node in rest:
         assert node.agent.said(f"{subnet} is gone"), f"{node.name}'s agent did not say it removed {subnet}"
+        left = stage.leftovers(node, dying)
+        assert not left, f"on {node.name}, {' and '.join(left)} remain after node3's lease went: forget_peer must remove all three entries"
 
 
 def test_an_agent_restart_loses_at_most_one_packet_and_flaps_no_route(cluster, pods):

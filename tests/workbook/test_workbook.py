@@ -17,7 +17,7 @@ from cnilab.core.processes import run_nested
 from cnilab.teach.workbook import blocks, export, reset, solution_files, source_root
 
 BIN = Path(sys.executable).parent
-STAGES = [f"stage{n:02d}" for n in range(1, 8)]
+STAGES = [f"stage{n:02d}" for n in range(1, 9)]
 
 
 def run_pytest(where: Path, *args: str) -> subprocess.CompletedProcess:
@@ -34,7 +34,7 @@ def workbook(tmp_path_factory) -> Path:
 def test_every_stage_has_marked_solution_steps():
     root = source_root()
     by_stage = {b.stage for rel in solution_files(root) for b in blocks(root / rel)}
-    assert by_stage == set(range(1, 8))
+    assert by_stage == set(range(1, 9))
 
 
 def test_export_leaves_no_solution_and_keeps_the_tests(workbook):

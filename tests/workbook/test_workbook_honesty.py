@@ -182,7 +182,7 @@ def test_strict_fresh_grading_trusts_nothing_the_student_commits(workbook):
     from cnilab.teach.gradebook import fingerprint
 
     forged = {f"{n:02d}": {"fingerprint": fingerprint(workbook, n), "whole": True, "collected": ["x"],
-                           "outcomes": {"x": "passed"}} for n in range(1, 8)}
+                           "outcomes": {"x": "passed"}} for n in range(1, 9)}
     (workbook / ".cnilab" / "results.json").write_text(json.dumps(forged))
     solve(workbook, "tests/stage03_multi/conftest.py")
     stage3 = workbook / "tests/stage03_multi/conftest.py"  # the student's own file: a skip planted there
