@@ -15,7 +15,7 @@ from cnilab.core.processes import run_nested
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "pictures"
 CNILAB = str(Path(sys.executable).parent / "cnilab")
-RUNS = [(str(n), [], f"stage{n:02d}") for n in (1, 2, 3, 4, 5, 6, 7)] + [("6", ["--set", "mode=routed"], "stage06-routed")]
+RUNS = [(str(n), [], f"stage{n:02d}") for n in (1, 2, 3, 4, 5, 6, 7, 8)] + [("6", ["--set", "mode=routed"], "stage06-routed")]
 
 
 def main() -> int:

@@ -41,8 +41,11 @@ def test_a_pod_reaches_a_pod_on_another_node_inside_vxlan_with_its_own_address(c
     wrapped = [p for p in views[0].packets if UDP in p and p[UDP].dport == stage.VXLAN_PORT and VXLAN in p]
     assert wrapped, f"no VXLAN (UDP {stage.VXLAN_PORT}) on the underlay while {src.name} pinged {dst.name}: {views[0].summary()}"
     inner = [p[VXLAN][IP] for p in wrapped if IP in p[VXLAN]]
+    rewritten = sorted({i.src for i in inner if i.dst == dst.ip and i.src != src.ip})
     assert any(i.src == src.ip and i.dst == dst.ip for i in inner), \
-        f"the VXLAN frames do not carry {src.ip} -> {dst.ip} inside: {[(i.src, i.dst) for i in inner]}"
+        f"the VXLAN frames do not carry {src.ip} -> {dst.ip} inside: {[(i.src, i.dst) for i in inner]}" + (
+            f"; the source became {rewritten[0]}: pod-to-pod traffic is masqueraded (SNAT), it must keep its pod address"
+            if rewritten else "")
     assert {p[VXLAN].vni for p in wrapped} == {stage.VNI}, f"VXLAN with VNI {[p[VXLAN].vni for p in wrapped]}, expected {stage.VNI}"
     assert tcp_roundtrip(src.ns, dst.ip, 7000, b"hello node3") == b"hello node3", "the TCP echo across nodes came back wrong"
     assert server.peers == [src.ip], f"the pod on node3 saw the connection from {server.peers}, not from the pod {src.ip} (SNAT between pods)"

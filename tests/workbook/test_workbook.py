@@ -78,7 +78,7 @@ def test_solutions_put_back_make_the_workbook_pass(workbook, tmp_path):
     import json
 
     g = json.loads(graded.stdout)
-    assert g["total"]["points"] == g["total"]["max_points"] == 7, [(s["stage"], s["state"], s["not_run"][:3]) for s in g["stages"]]
+    assert g["total"]["points"] == g["total"]["max_points"] == 8, [(s["stage"], s["state"], s["not_run"][:3]) for s in g["stages"]]
 
 
 def test_reset_puts_one_stages_todos_back(workbook, tmp_path):
