@@ -132,7 +132,7 @@ class Agent:
                 self.say(f"leased {subnet} (VTEP {self.node.vtep_ip} {self.node.vtep_mac} at {self.node.ip})")
                 return
             self.say(f"{subnet} was taken by another node just now: trying the next one")
-        raise LabError(f"The cluster CIDR {self.config.cidr} has no free subnet left: give it a shorter prefix.")
+        raise LabError(f"{self.config.name} found no subnet to lease: {self.store.no_subnet()}.")
 
     def _write_conflist(self, mtu: int) -> None:
         if self.config.conflist is None:

@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            description="Stops on SIGTERM keeping its lease and datapath for the next agent on the node; "
                                        "on SIGUSR1 the node leaves the cluster (lease, entries, VTEP, NAT rule, conflist removed).")
     agent.add_argument("--name", required=True, help="this node's name in the cluster")
-    agent.add_argument("--netns", required=True, help="the node's network namespace (a name under /run/netns)")
+    agent.add_argument("--netns", help="the node's network namespace (a name under /run/netns), or `host`: the agent's own "
+                                       "(a DaemonSet pod with hostNetwork); default: host with --backend kube")
     agent.add_argument("--prefix", default="cnilab-", help="the lab run's prefix (names the VTEP and tags NAT rules)")
     agent.add_argument("--backend", choices=("etcd", "kube"), default="etcd")
     agent.add_argument("--store", default="http://127.0.0.1:2379", help="etcd's client URL (backend etcd)")
@@ -53,10 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from ..core.netns import Namespace
     from .runner import default_tests_dir
 
-    if not Path(f"/run/netns/{args.netns}").exists():
-        raise LabError(f"There is no network namespace {args.netns}: pass the node's namespace with --netns.")
+    netns = args.netns or ("host" if args.backend == "kube" else None)
+    if netns is None:
+        raise LabError("Which node is this? Pass the node's network namespace with --netns (a name under /run/netns).")
+    if netns == "host":
+        netns = attach_own_netns(f"{args.prefix}host")
+    if not Path(f"/run/netns/{netns}").exists():
+        raise LabError(f"There is no network namespace {netns}: pass the node's namespace with --netns.")
     lab = Lab(prefix=args.prefix, keep=True)  # the agent's changes outlive it: the next agent takes them over
-    ns = Namespace(lab, args.netns)
+    ns = Namespace(lab, netns)
     lab.namespaces[ns.name] = ns
     config = Config(args.name, args.cidr, args.vni, args.port, args.conflist, args.ipam_dir)
     agent = Agent(config, make_store(args), steps(Path(args.tests) if args.tests else default_tests_dir()), ns,
@@ -80,6 +86,24 @@ def run(args: argparse.Namespace) -> int:
     # the watch's streaming HTTP read and pyroute2's helpers: the next agent on this node must not wait for that
     sys.stdout.flush()
     os._exit(0)
+
+
+def attach_own_netns(name: str) -> str:
+    """Give the agent's own network namespace (a hostNetwork pod's: the node's) the name ``name`` under
+    /run/netns, the way every lab step finds a namespace. pyroute2 cannot bind-mount an existing namespace,
+    ``ip netns attach`` can; a name left by an earlier agent for another namespace is replaced."""
+    import subprocess
+
+    path = Path(f"/run/netns/{name}")
+    own = os.stat(f"/proc/{os.getpid()}/ns/net")
+    if path.exists():
+        if (path.stat().st_dev, path.stat().st_ino) == (own.st_dev, own.st_ino):
+            return name
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    done = subprocess.run(["ip", "netns", "attach", name, str(os.getpid())], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise LabError(f"Could not name this namespace {name} (ip netns attach): {done.stderr.strip() or done.returncode}.")
+    return name
 
 
 def make_store(args: argparse.Namespace):
