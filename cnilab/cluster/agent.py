@@ -231,7 +231,14 @@ class Agent:
     # -- the loop -----------------------------------------------------------------
     def run(self) -> None:
         """Start, then reconcile on every store event and every RESYNC seconds, until ``stop``."""
-        self.start()
+        while True:  # an agent may start before its store: it waits, saying so once
+            try:
+                self.start()
+                break
+            except StoreDown as exc:
+                self.say_once("waiting", f"{exc}: waiting for it before leasing a subnet")
+                if self.stop.wait(0.05):
+                    return
         watcher = threading.Thread(target=self.store.watch, args=(self.wake, self.stop), daemon=True, name="watch")
         watcher.start()
         next_keepalive = 0.0

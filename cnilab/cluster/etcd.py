@@ -58,13 +58,15 @@ class Etcd:
                 "--initial-cluster", f"{self.ns.short}=http://127.0.0.1:2380",
                 "--log-outputs", str(self.data / "etcd.log"), "--logger", "zap"]
 
-    def start(self) -> "Etcd":
-        """Start (or restart, on the same data) and return once it answers."""
+    def start(self, wait: bool = True) -> "Etcd":
+        """Start (or restart, on the same data); return once it answers (``wait``), or at once: its clients
+        (the agents) wait for it themselves, so a cluster's nodes are built while etcd comes up."""
         self.ns.lab.transcript.append(f"ip netns exec {self.ns.name} {' '.join(self.argv())} &")
         self.proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{self.ns.name}", *self.argv()],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
-        wait_for(self.answers, timeout=15, what=f"etcd at {self.url}")
+        if wait:
+            wait_for(self.answers, timeout=15, what=f"etcd at {self.url}")
         return self
 
     def answers(self) -> bool:
@@ -82,6 +84,7 @@ class Etcd:
         own namespace has no route to the underlay): how a test reads or plants keys."""
         from etcd3gw.client import Etcd3Client
 
+        wait_for(self.answers, timeout=15, what=f"etcd at {self.url}")
         return self.ns.call(lambda: fn(Etcd3Client(host="127.0.0.1", port=CLIENT_PORT, timeout=2)))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import threading
 import sys
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         signal.signal(sig, stop)
-    warm()
+    threading.Thread(target=warm, daemon=True).start()  # the first ARP probe needs scapy; starting needs it not
     agent.run()
     if any(leaving):
         agent.leave()

@@ -224,6 +224,11 @@ def logged_conflist(name: str, version: str, subnet: str, work: Path) -> dict:
          "ipam": {"type": "cnilab", "subnet": subnet, "dataDir": str(work / "ipam")}}]}
 
 
+def kubelet_dir(node) -> Path:
+    """Where `node`'s containerd keeps everything (short: containerd's sockets live below it); net.d/ is its conf dir."""
+    return Path(f"/run/cnilab/{node.name}.ctrd")
+
+
 @recipe.helper
 def kubelet_on(lab, node, conflist=True, thick=False):
     """containerd (CRI) running in `node` with cnilab as its only CNI network, and a CRI client for it.
@@ -236,9 +241,9 @@ def kubelet_on(lab, node, conflist=True, thick=False):
     why = cri.unavailable()
     if why:
         return None, why
-    work = Path(f"/run/cnilab/{node.name}.ctrd")  # short: containerd's sockets live below it
+    work = kubelet_dir(node)
     conf_dir, ipam, bin_dir = work / "net.d", work / "ipam", work / "bin"
-    conf_dir.mkdir(parents=True)
+    conf_dir.mkdir(parents=True, exist_ok=True)  # stage 08's agent may have written its conflist there already
     node.link("lo").up()  # containerd's stream server listens on 127.0.0.1
     install_plugin(bin_dir, source=PLUGIN_SOURCE, thick=thick)
     os.symlink(f"{REFERENCE_DIR}/loopback", bin_dir / "loopback")  # containerd always runs loopback too

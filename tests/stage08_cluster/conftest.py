@@ -30,7 +30,8 @@ from cnilab.core.wait import wait_for
 from cnilab.observe.probes import assert_ping
 from cnilab.observe.trace import Trace, captured
 from cnilab.runtime import cri
-from cnilab.teach.recipe import Recipe, load_stage
+from cnilab.runtime.cleanup import release_dir
+from cnilab.teach.recipe import Recipe, load_conftest, stage_dir
 
 recipe = Recipe(8, "the cluster network: the CNI plugin on every node, joined by a node agent (etcd leases)",
                 base=6, here=__file__)
@@ -48,7 +49,7 @@ HINTS = [
 
 cable, make_vtep, route_to = recipe.step("cable"), recipe.step("make_vtep"), recipe.step("route_to")
 (underlay,) = recipe.reuse("underlay")
-stage05, stage07 = load_stage(5, TESTS), load_stage(7, TESTS)
+stage05, stage07 = (load_conftest(stage_dir(n, TESTS) / "conftest.py") for n in (5, 7))  # their recipes and helpers
 
 NODES = 3
 PODS_PER_NODE = 2
@@ -156,7 +157,7 @@ def store(lab, underlay):
     """
     ns, ip, _ = cable(lab, underlay, STORE_N, machine=lab.netns("etcd"))
     ns.link("lo").up()
-    return Etcd(ns, ip).start()
+    return Etcd(ns, ip).start(wait=False)  # the agents wait for it: the nodes are built meanwhile
 
 
 @recipe.fixture
@@ -165,7 +166,7 @@ def internet(lab, underlay):
 
     Stage 05's internet (the server SERVER_IP), its router on the underlay at ISP_IP: the nodes' way out.
     """
-    inet = stage05.step("internet")(lab)
+    inet = stage05.recipe.step("internet")(lab)
     cable(lab, underlay, ISP_N, machine=inet)
     return inet
 
@@ -176,13 +177,17 @@ def add_node(lab, underlay, store, n, kind="netns"):
     containerd with cnilab (thick) and no network config yet, and its agent, started."""
     ns, ip, _ = cable(lab, underlay, n, kind)
     ns.add_route("default", via=ISP_IP)
-    kubelet, why = stage07.step("kubelet_on")(lab, ns, conflist=False, thick=True)
-    if kubelet is None:
+    why = cri.unavailable()
+    if why:
         raise LabError(f"Stage 08's nodes run containerd, which cannot run here: {why}.")
+    work = stage07.kubelet_dir(ns)  # the agent starts first (it takes longest) and writes the conflist there
+    (work / "net.d").mkdir(parents=True)
+    lab.defer(f"rm -r {work}", lambda: release_dir(work))
     agent = AgentProcess(ns, f"node{n}", [
         "--store", store.url, "--cluster", lab.prefix.rstrip("-"), "--cidr", CLUSTER_CIDR, "--ttl", str(LEASE_TTL),
-        "--vni", str(VNI), "--port", str(VXLAN_PORT), "--conflist", str(kubelet.conf_dir / "10-cnilab.conflist"),
-        "--ipam-dir", str(kubelet.work / "ipam"), "--tests", str(TESTS)], kubelet.work / "agent.log").start()
+        "--vni", str(VNI), "--port", str(VXLAN_PORT), "--conflist", str(work / "net.d" / "10-cnilab.conflist"),
+        "--ipam-dir", str(work / "ipam"), "--tests", str(TESTS)], work / "agent.log").start()
+    kubelet, _ = stage07.kubelet_on(lab, ns, conflist=False, thick=True)
     return ClusterNode(n, ns, ip, kubelet, agent)
 
 
