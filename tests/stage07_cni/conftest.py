@@ -258,7 +258,11 @@ def kubelet_on(lab, node, conflist=True, thick=False):
     client.work, client.ipam, client.log, client.conf_dir = work, ipam / CRI_NETWORK, work / "cnilab.log", conf_dir
 
     def stop_pods() -> None:  # pods still up get their DELs before containerd stops (undone first)
-        for pod in client.pods():
+        try:
+            pods = client.pods()
+        except cri.CRIError:
+            pods = []  # containerd is gone already (an interrupted run): its stop reaps what is left
+        for pod in pods:
             try:
                 client.stop_pod(pod.id)
                 client.remove_pod(pod.id)
