@@ -102,4 +102,4 @@ def test_hint_and_progress_commands(workbook):
     progress = subprocess.run([str(BIN / "cnilab"), "progress"], cwd=workbook, capture_output=True, text=True,
                               timeout=900, env={**os.environ, "COLUMNS": "160"})
     assert progress.returncode == 1
-    assert progress.stdout.count("not started") >= 6 and "0/7 stages done" in progress.stdout, progress.stdout
+    assert progress.stdout.count("not started") >= 6 and "0/8 stages done" in progress.stdout, progress.stdout
