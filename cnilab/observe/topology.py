@@ -75,10 +75,11 @@ class Topology:
         snap = Snapshot.of(list(lab))
         short = lambda name: name.removeprefix(lab.prefix)  # noqa: E731
         topo = cls(lab.prefix, [short(ns.name) for ns in snap.namespaces])
+        raw = {ns.name: ns.routes() for ns in snap.namespaces}
         for ns in snap.namespaces:
             topo.routes[short(ns.name)] = [
                 " ".join([r["dst"], *(["via", r["gateway"]] if r["gateway"] else []), *(["dev", short(r["dev"])] if r["dev"] else [])])
-                for r in ns.routes()]
+                for r in raw[ns.name]]
         nat = {ns.name: _nat_or_none(snap, ns.name) for ns in snap.namespaces}
         for (ns_name, index), st in snap.links.items():
             cidrs = tuple(c for c in snap.cidrs.get((ns_name, index), []) if not c.startswith("127."))
@@ -109,7 +110,9 @@ class Topology:
                     continue
                 if any(dst == w["local"] for _, dst in v["fdb"]) or any(dst == v["local"] for _, dst in w["fdb"]):
                     seen.add(pair)
-                    topo.edges.append(Edge("vxlan", keyof(k), keyof(other), f"VXLAN {v['vni']} / UDP {v['port']}"))
+                    leases = [*_leases(raw, snap, k, other), *_leases(raw, snap, other, k)]
+                    topo.edges.append(Edge("vxlan", keyof(k), keyof(other), f"VXLAN {v['vni']} / UDP {v['port']}"
+                                           + "".join(f"\n{short(owner)}: {subnet}" for owner, subnet in leases)))
         return topo
 
     # -- questions a test asks ---------------------------------------------------
@@ -181,6 +184,8 @@ class Topology:
                     continue  # a bridge lists its ports below; the port names its bridge
                 what = {"veth": "veth peer", "port": "port of", "vxlan": "VXLAN to"}[e.kind]
                 where = there[1] if there[0] == here[0] else f"{there[0]}/{there[1]}"
+                lease = [line.split(": ", 1)[1] for line in e.label.split("\n")[1:] if line.startswith(f"{there[0]}: ")]
+                where += f" (lease {', '.join(lease)})" if lease else ""
                 joined.setdefault(here, []).append(f"[dim]{what}[/] {where}")
         for ns in self.namespaces:
             if only is not None and ns not in only:
@@ -194,6 +199,14 @@ class Topology:
             if self.routes.get(ns):
                 branch.add("[dim]routes:[/] " + "; ".join(self.routes[ns]))
         return root
+
+
+def _leases(raw: dict, snap: Snapshot, via: Key, to: Key) -> list[tuple[str, str]]:
+    """The pod subnets ``via``'s namespace routes through its VTEP to ``to``'s VTEP address: ``to``'s lease
+    (stage 08), as (the namespace that holds it, the subnet)."""
+    addrs = {c.split("/")[0] for c in snap.cidrs.get(to, [])}
+    name = snap.links[via].name
+    return [(to[0], r["dst"]) for r in raw.get(via[0], []) if r["dev"] == name and r["gateway"] in addrs]
 
 
 def _id(key: Key) -> str:
