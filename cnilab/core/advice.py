@@ -74,3 +74,7 @@ class StepFailed(LabError):
         meaning = _in_context(command, code) or ERRNO_MEANINGS.get(code, "")
         super().__init__(f"`{command}` failed: {reason} (errno {code}){meaning}")
 
+
+#: the Debian package of each tool the lab runs inside namespaces
+TOOL_PACKAGES = {"ping": "iputils-ping", "iptables": "iptables", "socat": "socat", "tcpdump": "tcpdump",
+                 "iperf3": "iperf3", "conntrack": "conntrack", "sysctl": "procps"}

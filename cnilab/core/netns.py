@@ -19,7 +19,7 @@ from pyroute2 import IPRoute, netns as pyr_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import nsexec, processes
-from .advice import iptables_explained
+from .advice import TOOL_PACKAGES, iptables_explained  # noqa: F401 -- TOOL_PACKAGES: also this module's API
 from .errors import LabError
 from .links import IFF_LOWER_UP, IFF_UP, Link, LinkState, _rps_path, cpu_mask, ip_of, state_of  # noqa: F401 -- also this module's API
 from .names import check_ifname
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
 AF_INET = socket.AF_INET
 RT_TABLE_MAIN = 254  # the table `ip route` shows (rtnetlink.h)
 NUD_PERMANENT = 0x80
-#: the Debian package of each tool the lab runs inside namespaces
-TOOL_PACKAGES = {"ping": "iputils-ping", "iptables": "iptables", "socat": "socat", "tcpdump": "tcpdump",
-                 "iperf3": "iperf3", "conntrack": "conntrack", "sysctl": "procps"}
 
 
 class Namespace:
@@ -74,8 +71,11 @@ class Namespace:
             raise
 
     def _remove(self) -> None:
-        self.close()
-        pyr_netns.remove(self.name)
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 -- a handle an interrupt broke is discarded anyway
+            self._ipr = None
+        nsexec.remove(self.name)
 
     def attach(self, pid: int) -> None:
         """Name the network namespace of process ``pid`` (a container) as this namespace (``ip netns attach``)."""

@@ -98,3 +98,16 @@ def start_in(name: str, fn: Callable[[], None], *, thread_name: str = "") -> thr
     thread = threading.Thread(target=body, name=thread_name or f"netns:{name}", daemon=True)
     thread.start()
     return thread
+
+
+def remove(name: str) -> None:
+    """Remove the named namespace (``ip netns del``) with pyroute2. Its asyncio loop can be stopped mid-call by a
+    second Ctrl-C during teardown ("Event loop stopped before Future completed"): the namespace is then still
+    there, and is removed again."""
+    from pyroute2 import netns as pyr_netns
+
+    try:
+        pyr_netns.remove(name)
+    except RuntimeError:
+        if os.path.exists(netns_path(name)):
+            pyr_netns.remove(name)
