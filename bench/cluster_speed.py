@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from cnilab import Lab
-from cnilab.cluster.leases import prefix
 from cnilab.core.wait import wait_for
 from cnilab.observe.probes import ping
 from cnilab.teach.recipe import load_conftest, load_stage, stage_dir
@@ -60,11 +59,9 @@ def lease_to_routes() -> list[float]:
     out = []
     with Lab() as lab:
         underlay, store, nodes = cluster(lab, 3)
-        cluster_name = lab.prefix.rstrip("-")
         for k in range(4, 4 + ROUNDS):
             node = s8.add_node(lab, underlay, store, k)
-            mine = lambda: [m["key"].decode() for v, m in store.do(lambda c: c.get_prefix(prefix(cluster_name)))  # noqa: E731
-                            if json.loads(v)["node"] == node.name]
+            mine = lambda: [k for k, v in s8.stored_leases(store, lab).items() if json.loads(v)["node"] == node.name]  # noqa: E731
             wait_for(lambda: bool(mine()), timeout=15, what="the lease", poll=0.002)
             leased = time.monotonic()
             subnet = mine()[0].rsplit("/", 1)[1].replace("-", "/")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cnilab.cluster.etcd import Etcd
 from cnilab.cluster.launch import AgentProcess
-from cnilab.cluster.leases import Lease
+from cnilab.cluster.leases import Lease, prefix
 from cnilab.core.errors import LabError, Todo
 from cnilab.core.step import is_gone
 from cnilab.core.wait import wait_for
@@ -147,6 +147,12 @@ class ClusterNode:
         fdb = {mac: dst for mac, dst in ns.fdb(vtep) if dst}
         return {r["dst"]: Lease(r["dst"], fdb.get(neigh.get(r["gateway"])), neigh.get(r["gateway"]))
                 for r in ns.routes() if r["dev"] == vtep.name and r["gateway"]}
+
+
+def stored_leases(store, lab) -> dict[str, bytes]:
+    """The run's lease keys in etcd and their raw values, read as the agents read them."""
+    found = store.do(lambda c: c.get_prefix(prefix(lab.prefix.rstrip("-"))))
+    return {meta["key"].decode(): value for value, meta in found}
 
 
 @recipe.fixture

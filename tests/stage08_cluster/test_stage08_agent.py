@@ -18,8 +18,7 @@ def cluster_name(lab) -> str:
 
 
 def lease_of(store, lab, node_name) -> str | None:
-    found = store.do(lambda c: c.get_prefix(prefix(cluster_name(lab))))
-    return next((meta["key"].decode() for value, meta in found if json.loads(value).get("node") == node_name), None)
+    return next((k for k, value in stage.stored_leases(store, lab).items() if json.loads(value).get("node") == node_name), None)
 
 
 def everywhere(nodes, subnet) -> bool:

@@ -3,17 +3,11 @@
 import ipaddress
 import json
 
-from cnilab.cluster.leases import prefix
 from cnilab.observe.probes import EchoServer, assert_ping, tcp_roundtrip
 from cnilab.observe.trace import captured
 from cnilab.teach.recipe import stage_module
 
 stage = stage_module(__file__)
-
-
-def etcd_keys(store, lab) -> dict[str, bytes]:
-    found = store.do(lambda c: c.get_prefix(prefix(lab.prefix.rstrip("-"))))
-    return {meta["key"].decode(): value for value, meta in found}
 
 
 def test_every_node_leases_its_own_subnet_inside_the_cluster_cidr(cluster, store, lab):
@@ -22,7 +16,7 @@ def test_every_node_leases_its_own_subnet_inside_the_cluster_cidr(cluster, store
     for node, subnet in zip(cluster, subnets):
         assert ipaddress.ip_network(subnet).subnet_of(ipaddress.ip_network(stage.CLUSTER_CIDR)), \
             f"{node.name}'s subnet {subnet} is outside the cluster CIDR {stage.CLUSTER_CIDR}"
-    keys = etcd_keys(store, lab)
+    keys = stage.stored_leases(store, lab)
     owners = {json.loads(v)["node"]: k.rsplit("/", 1)[1].replace("-", "/") for k, v in keys.items()}
     assert owners == {node.name: node.subnet for node in cluster}, \
         f"the store's leases {owners} are not the subnets the nodes' conflists use"
@@ -75,4 +69,4 @@ def test_removing_pods_and_nodes_leaves_nothing(lab, cluster, pods, store):
         assert not node.vtep.exists(), f"{node.name} keeps its VTEP after it left"
     for node in cluster:
         assert [l for l in node.ns.links() if l.startswith("vc")] == [], f"pod cables remain on {node.name}: {node.ns.links()}"
-    assert etcd_keys(store, lab) == {}, f"etcd keys of the run remain after every node left: {sorted(etcd_keys(store, lab))}"
+    assert stage.stored_leases(store, lab) == {}, f"etcd keys of the run remain after every node left: {sorted(stage.stored_leases(store, lab))}"
